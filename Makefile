@@ -1,0 +1,90 @@
+# The only verbs people and CI use. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TESTBIN := .ci/testbin.sh
+# Where `make cluster-up` keeps its control plane (outside the repo, like the binary cache).
+CLUSTER_DIR ?= $(or $(XDG_RUNTIME_DIR),/tmp)/rkt-operator-cluster
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 is required"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: install-dev
+install-dev: $(STAMP) ## Create .venv with the package and the development tools
+
+.PHONY: testenv
+testenv: ## Build (once, cached outside the repo) or find etcd, kube-apiserver, kubectl, helm
+	@bash $(TESTBIN)
+
+.PHONY: test
+test: $(STAMP) ## Run the whole test suite (builds the control-plane binaries first if needed)
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
+	  $(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-rkt
+test-rkt: $(STAMP) ## Also run the opt-in tier against a real rkt binary (needs root and rkt)
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
+	  $(PY) -m pytest --with-rkt $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check) and the import-layer contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format and auto-fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy --strict on the package
+	$(VENV)/bin/mypy
+
+.PHONY: check
+check: lint typecheck test ## Everything CI runs
+
+.PHONY: crds
+crds: $(STAMP) ## Regenerate the CRD from the pydantic models (and the chart's copy)
+	$(PY) -m rkt_operator.model.crd > crds/rkttasks.rktoperator.io.yaml
+	cp crds/rkttasks.rktoperator.io.yaml helm/rkt-operator/crds/rkttasks.rktoperator.io.yaml
+
+.PHONY: manifests
+manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
+	  $(PY) -m rkt_operator.testing.render_manifests
+
+.PHONY: demo
+demo: $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running)
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
+	  KEEP=$(KEEP) $(PY) -m rkt_operator.testing.demo
+
+.PHONY: cluster-up
+cluster-up: $(STAMP) ## Start a control plane and leave it running; prints the kubeconfig path
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
+	  $(PY) -m rkt_operator.testing.controlplane up --dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: $(STAMP) ## Stop the control plane started by cluster-up
+	$(PY) -m rkt_operator.testing.controlplane down --dir $(CLUSTER_DIR)
+
+.PHONY: bench
+bench: $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running latency, writes, RSS vs a floor
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
+	  $(PY) bench/bench_agent.py $(if $(N),--tasks $(N))
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches (not the control-plane binary cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

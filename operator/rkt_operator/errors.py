@@ -1,0 +1,133 @@
+"""The exception hierarchy of rkt-operator.
+
+Every error carries a stable CamelCase ``reason`` that surfaces as a condition reason and
+an event reason, and says whether retrying can help (``retryable``). Only
+``rkt_operator.handlers`` maps these to kopf's Temporary/Permanent errors; this module
+imports nothing from kopf, the Kubernetes client or subprocess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class RktTaskError(Exception):
+    """Base class. ``reason`` is stable and user-visible; ``retryable`` drives requeueing."""
+
+    reason: str = "Error"
+    retryable: bool = True
+
+
+class SpecError(RktTaskError):
+    """The task's spec is invalid or unsupported on this node; retrying cannot help.
+
+    ``field`` is the dotted path of the offending field (``spec.dnsServers[1]``) when known.
+    """
+
+    reason = "InvalidSpec"
+    retryable = False
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class DependencyError(RktTaskError):
+    """Something the task refers to (a Secret, a ConfigMap key) is missing; retry later."""
+
+    reason = "DependencyMissing"
+    retryable = True
+
+
+class RktError(RktTaskError):
+    """An rkt command failed. Carries the argv (secret values redacted), exit code and output.
+
+    Subclasses are produced by one classifier (``rkt_operator.rkt.parse.classify``) from
+    the exit code and stderr, so callers can react to specific failure modes.
+    """
+
+    reason = "RktFailed"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: Sequence[str] = (),
+        returncode: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class RktUnavailable(RktError):
+    """The rkt binary is missing or cannot be executed."""
+
+    reason = "RktUnavailable"
+
+
+class RktTimeout(RktError):
+    """An rkt command did not finish within its deadline (it was killed)."""
+
+    reason = "RktTimeout"
+
+
+class PodNotFound(RktError):
+    """No pod matches the UUID (``no matches found``): treated as success by idempotent ops."""
+
+    reason = "PodNotFound"
+    retryable = False
+
+
+class AmbiguousUUID(RktError):
+    """The UUID prefix matches several pods (``ambiguous uuid, N matches``)."""
+
+    reason = "AmbiguousUUID"
+    retryable = False
+
+
+class PodWrongState(RktError):
+    """The pod is not in a state the command accepts (``is not prepared``, ``is not running``,
+    ``is currently running``...)."""
+
+    reason = "PodWrongState"
+    retryable = True
+
+
+class RktOutputError(RktError):
+    """rkt exited 0 but its output could not be parsed (bad JSON, no UUID line)."""
+
+    reason = "RktBadOutput"
+    retryable = True
+
+
+class PrepareError(RktError):
+    """``rkt prepare`` rejected the pod (bad image, unknown port name, bad volume...).
+
+    Terminal for the task's current generation, as in Nomad (E15): retrying the same spec
+    gives the same answer.
+    """
+
+    reason = "PrepareFailed"
+    retryable = False
+
+
+class TrustError(RktError):
+    """``rkt trust`` failed (Nomad E7). Terminal for the current generation."""
+
+    reason = "TrustFailed"
+    retryable = False
+
+
+class NetworkDiscoveryError(RktTaskError):
+    """The pod's network could not be determined before the deadline (Nomad E18)."""
+
+    reason = "NetworkUnknown"
+    retryable = True

@@ -1,0 +1,93 @@
+"""Value types shared by the pure translation (``rkt.argv``), the adapter (``rkt.cli``) and the
+executor. Plain frozen dataclasses: no I/O, no clock, no environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# User annotations stamped on every pod (``--user-annotation``), so that after an agent
+# restart the executor re-discovers its pods from ``rkt list``/``rkt status`` alone.
+ANNOTATION_PREFIX = "rktoperator.io/"
+ANN_NAMESPACE = ANNOTATION_PREFIX + "namespace"
+ANN_NAME = ANNOTATION_PREFIX + "name"
+ANN_UID = ANNOTATION_PREFIX + "uid"
+ANN_GENERATION = ANNOTATION_PREFIX + "generation"
+
+
+@dataclass(frozen=True)
+class TaskIdentity:
+    """Who a pod belongs to: the RktTask object and the generation of its spec."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+
+    def annotations(self) -> dict[str, str]:
+        """The user annotations stamped on the pod's app, in a stable order."""
+        return {
+            ANN_NAMESPACE: self.namespace,
+            ANN_NAME: self.name,
+            ANN_UID: self.uid,
+            ANN_GENERATION: str(self.generation),
+        }
+
+    @property
+    def volume_prefix(self) -> str:
+        """Prefix of the pod's volume names: the object's UID, which is a valid AC Name
+        (lowercase hex and single dashes) and unique per object, so two tasks never share
+        a volume name (Nomad used ``<allocID>-<task>``)."""
+        return self.uid.lower()
+
+
+@dataclass(frozen=True)
+class TaskDirs:
+    """The host directories of one task, bind-mounted at /alloc, /local and /secrets."""
+
+    root: Path
+    alloc: Path
+    local: Path
+    secrets: Path
+
+    @classmethod
+    def for_task(cls, task_root: Path, identity: TaskIdentity) -> TaskDirs:
+        root = task_root / identity.namespace / f"{identity.name}-{identity.uid}"
+        return cls(root=root, alloc=root / "alloc", local=root / "local", secrets=root / "secrets")
+
+    @property
+    def secret_env_file(self) -> Path:
+        """Where secret-derived variables are written (mode 0600) for ``--set-env-file``, so
+        their values never appear in an argv, a log line or ``ps`` output. Not mounted."""
+        return self.root / "secret.env"
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything needed to start one pod, decided before anything runs.
+
+    Argument lists exclude the rkt binary and the node-level global flags ``--dir`` /
+    ``--local-config``, which the adapter adds to every command. ``run_prepared`` excludes
+    the pod UUID, which only ``rkt prepare`` reveals; the executor appends it.
+    """
+
+    identity: TaskIdentity
+    dirs: TaskDirs
+    trust: tuple[str, ...] | None
+    prepare: tuple[str, ...]
+    run_prepared: tuple[str, ...]
+    # Variables that come from Secrets: written to ``dirs.secret_env_file`` before prepare.
+    secret_env: tuple[tuple[str, str], ...] = ()
+    # Network discovery (Nomad 3.7): skipped for ``net: [host]`` and ``net: [none]``.
+    discover_network: bool = True
+    # Port mapping requested: a discovery failure is then fatal (Nomad E18).
+    network_required: bool = False
+    # Image port names whose container port goes into status.portMap.
+    port_names: tuple[str, ...] = ()
+    # Host port per image port name, for status.ports.
+    host_ports: tuple[tuple[str, int, str], ...] = ()  # (name, hostPort, protocol)
+    kill_timeout_seconds: float = 5.0
+    restart_policy: str = "Never"
+    # Values that must never be logged (secret env values); the adapter redacts them.
+    redact: frozenset[str] = field(default_factory=frozenset)

@@ -1,0 +1,171 @@
+"""Typed settings of the node agent: the only module that reads the process environment.
+
+Precedence: built-in defaults < environment (``RKT_OPERATOR_<FIELD>``; ``NODE_NAME`` is also
+accepted for the node name, as the downward API convention has it) < command-line flags.
+Every field has a description; the Helm chart's ``values.yaml`` ``agent:`` keys map one to
+one onto these fields (camelCase there, snake_case here) and a test keeps them in sync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "RKT_OPERATOR_"
+
+# Nomad's default env.blacklist: host variables never passed to the rkt CLI process.
+DEFAULT_ENV_BLACKLIST = (
+    "CONSUL_TOKEN",
+    "VAULT_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
+class Settings(BaseModel):
+    """Everything the agent on one node needs to know. Frozen: built once, passed explicitly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    node_name: str = Field("", description="Name of the Kubernetes node this agent serves.")
+    namespaces: tuple[str, ...] = Field(
+        (), description="Namespaces to watch (kopf globs allowed); empty means all namespaces."
+    )
+    rkt_path: str = Field("rkt", description="The rkt binary (a path, or a name on PATH).")
+    rkt_dir: Path = Field(Path("/var/lib/rkt"), description="rkt's data directory (--dir).")
+    rkt_local_config: Path = Field(
+        Path("/etc/rkt"), description="rkt's local configuration directory (--local-config)."
+    )
+    task_root: Path = Field(
+        Path("/var/lib/rkt-operator/tasks"),
+        description="Host directory under which each task gets its alloc/local/secrets dirs.",
+    )
+    volumes_enabled: bool = Field(
+        True, description="Allow tasks to mount host paths (Nomad's rkt.volumes.enabled)."
+    )
+    volumes_allowed_host_paths: tuple[str, ...] = Field(
+        (),
+        description="Host path prefixes that task volumes may use; empty allows any absolute path.",
+    )
+    max_kill_timeout_seconds: float = Field(
+        30.0, ge=0, description="Upper bound for a task's killTimeoutSeconds (Nomad max_kill_timeout)."
+    )
+    launcher: Literal["auto", "systemd", "detached"] = Field(
+        "auto",
+        description="How pods are launched so they outlive the agent: a transient systemd unit, "
+        "a detached supervisor process, or auto (systemd when the host has it).",
+    )
+    discovery_timeout_seconds: float = Field(
+        60.0, gt=0, description="How long to wait for a started pod's IP (Nomad: 1 minute)."
+    )
+    rkt_timeout_seconds: float = Field(
+        300.0, gt=0, description="Deadline for one rkt command (prepare may fetch an image)."
+    )
+    fingerprint_interval_seconds: float = Field(
+        15.0, gt=0, description="How often the node fingerprint is refreshed (Nomad: 15 s)."
+    )
+    resync_interval_seconds: float = Field(
+        5.0, gt=0, description="How often each task's pod is re-observed."
+    )
+    restart_backoff_seconds: float = Field(
+        10.0, gt=0, description="First delay before restarting an exited pod; doubles per restart."
+    )
+    restart_backoff_max_seconds: float = Field(
+        300.0, gt=0, description="Upper bound of the restart delay (as the kubelet's 5 minutes)."
+    )
+    selector: Literal["field", "label"] = Field(
+        "field",
+        description="Server-side filter for this node's tasks: the spec.nodeName field selector, "
+        "or the rktoperator.io/node label for clusters without CRD selectableFields.",
+    )
+    liveness_endpoint: str = Field(
+        "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint; empty disables it."
+    )
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    env_blacklist: tuple[str, ...] = Field(
+        DEFAULT_ENV_BLACKLIST,
+        description="Agent environment variables withheld from the rkt process it launches.",
+    )
+    publish_fingerprint: bool = Field(
+        True, description="Publish the rkt fingerprint as rktoperator.io/ labels on the Node."
+    )
+
+    @field_validator("namespaces", "volumes_allowed_host_paths", "env_blacklist", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("volumes_allowed_host_paths")
+    @classmethod
+    def _absolute_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            if not prefix.startswith("/"):
+                raise ValueError(f"host path prefix must be absolute: {prefix!r}")
+        return value
+
+    @property
+    def host_environment(self) -> dict[str, str]:
+        """The agent's environment minus ``env_blacklist``: the rkt CLI process gets this."""
+        return {k: v for k, v in os.environ.items() if k not in self.env_blacklist}  # noqa: TID251
+
+
+def _field_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Add one flag per settings field (``--node-name``, ``--rkt-path``...) to ``parser``."""
+    parser = parser or argparse.ArgumentParser(prog="rkt-operator")
+    for name, field in Settings.model_fields.items():
+        parser.add_argument(_field_flag(name), dest=name, default=None, help=field.description)
+    return parser
+
+
+def load(
+    args: argparse.Namespace | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the settings from defaults, the environment and parsed flags (highest wins).
+
+    Raises ``ValueError`` with every offending field named when a value is invalid.
+    """
+    env = os.environ if environ is None else environ  # noqa: TID251
+    values: dict[str, Any] = {}
+    if env.get("NODE_NAME"):
+        values["node_name"] = env["NODE_NAME"]
+    for name in Settings.model_fields:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = raw
+    if args is not None:
+        for name in Settings.model_fields:
+            raw = getattr(args, name, None)
+            if raw is not None:
+                values[name] = raw
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"invalid settings: {problems}") from None
+
+
+def settings_flags(settings: Settings, names: Sequence[str]) -> list[str]:
+    """Render chosen fields back as flags (used to hand settings to child processes)."""
+    out: list[str] = []
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        out.append(f"{_field_flag(name)}={value}")
+    return out
