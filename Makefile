@@ -64,17 +64,17 @@ crds: $(STAMP) ## Regenerate the CRD from the pydantic models (and the chart's c
 .PHONY: manifests
 manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  $(PY) -m rkt_operator.testing.render_manifests
+	  $(PY) -m rkt_operator.testing.render_manifests --helm "$$KUBEBUILDER_ASSETS/helm"
 
 .PHONY: demo
 demo: $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  KEEP=$(KEEP) $(PY) -m rkt_operator.testing.demo
+	  $(PY) -m rkt_operator.testing.demo --assets "$$KUBEBUILDER_ASSETS" $(if $(KEEP),--keep)
 
 .PHONY: cluster-up
 cluster-up: $(STAMP) ## Start a control plane and leave it running; prints the kubeconfig path
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  $(PY) -m rkt_operator.testing.controlplane up --dir $(CLUSTER_DIR)
+	  $(PY) -m rkt_operator.testing.controlplane up --assets "$$KUBEBUILDER_ASSETS" --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-down
 cluster-down: $(STAMP) ## Stop the control plane started by cluster-up
