@@ -55,7 +55,9 @@ class Settings(BaseModel):
         description="Host path prefixes that task volumes may use; empty allows any absolute path.",
     )
     max_kill_timeout_seconds: float = Field(
-        30.0, ge=0, description="Upper bound for a task's killTimeoutSeconds (Nomad max_kill_timeout)."
+        30.0,
+        ge=0,
+        description="Upper bound for a task's killTimeoutSeconds (Nomad max_kill_timeout).",
     )
     launcher: Literal["auto", "systemd", "detached"] = Field(
         "auto",
@@ -89,7 +91,9 @@ class Settings(BaseModel):
         "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint; empty disables it."
     )
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
     env_blacklist: tuple[str, ...] = Field(
         DEFAULT_ENV_BLACKLIST,
         description="Agent environment variables withheld from the rkt process it launches.",
