@@ -1,0 +1,69 @@
+{{/* Names and labels shared by every object of the release. */}}
+
+{{- define "rkt-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "rkt-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rkt-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rkt-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "rkt-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "rkt-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: node-agent
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "rkt-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rkt-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "rkt-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+One agent setting as an environment variable value: lists are joined with commas (the agent
+splits them again), everything else is its plain string form.
+*/}}
+{{- define "rkt-operator.envValue" -}}
+{{- if kindIs "slice" . }}
+{{- join "," . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/* True ("true") when agent.namespaces holds a glob or a negation: kopf then watches Namespaces. */}}
+{{- define "rkt-operator.namespaceGlobs" -}}
+{{- range .Values.agent.namespaces }}
+{{- if regexMatch "[*?!\\[]" . }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The liveness probe's port, from agent.livenessEndpoint (http://host:port/path). */}}
+{{- define "rkt-operator.livenessPort" -}}
+{{- $url := urlParse .Values.agent.livenessEndpoint }}
+{{- $parts := splitList ":" $url.host }}
+{{- if gt (len $parts) 1 }}{{ last $parts }}{{ else }}80{{ end }}
+{{- end }}
