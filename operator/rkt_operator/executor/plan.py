@@ -1,0 +1,393 @@
+"""Pure decision of what to do with one task's pods (the kubelet's ``computePodActions``).
+
+Inputs are plain values: the desired generation and restart policy, what the task's status
+already records, the pods rkt reports for the task, the current time and the restart back-off.
+The output is a :class:`Decision`: the pods to stop or remove, whether to start one, and the
+state the task is in, each with a stable reason, so that it can be logged and table-tested.
+
+Invariants the decision keeps:
+
+- never two live pods for one task: the newest live pod of the desired generation is kept,
+  every other live pod is stopped and removed (``RemoveDuplicates``, ``ReplaceOutdated``);
+- a pod is started only when no live pod of the desired generation is left;
+- an exit is reported once; a terminal task (``Succeeded``/``Failed`` for this generation)
+  is never started again, even after rkt's garbage collection removed its pod;
+- restarts follow the policy with exponential back-off (``initial * 2**step`` capped at
+  ``maximum``); the step resets after a pod ran for :data:`BACKOFF_RESET_AFTER`, as the
+  kubelet does.
+
+No processes, no clock, no Kubernetes here: the caller observes and applies.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+# A pod that ran at least this long before exiting resets the back-off (kubelet behaviour).
+BACKOFF_RESET_AFTER = timedelta(minutes=10)
+
+
+class RestartPolicy(enum.StrEnum):
+    NEVER = "Never"
+    ON_FAILURE = "OnFailure"
+    ALWAYS = "Always"
+
+
+class State(enum.StrEnum):
+    """What the task is doing, as far as the pod goes (the status phase is derived from it)."""
+
+    PENDING = "Pending"  # no pod yet, or one being prepared/launched
+    RUNNING = "Running"
+    BACKOFF = "BackOff"  # the pod exited and a restart is scheduled
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED})
+
+
+class Reason(enum.StrEnum):
+    """Why an action was chosen; stable strings used in logs and events."""
+
+    START = "Start"
+    RESTART = "Restart"
+    ADOPT_RUNNING = "AdoptRunning"
+    ADOPT_PREPARED = "AdoptPrepared"
+    REPLACE_OUTDATED = "ReplaceOutdated"
+    REMOVE_DUPLICATES = "RemoveDuplicates"
+    REMOVE_STALE = "RemoveStale"
+    REPORT_EXIT = "ReportExit"
+    RESTART_AFTER = "RestartAfter"
+    POD_LOST = "PodLost"
+    WAIT = "Wait"
+
+
+@dataclass(frozen=True)
+class PodView:
+    """The facts about one pod the decision needs (built from the executor's observation)."""
+
+    uuid: str
+    generation: int
+    state: str
+    running: bool
+    finished: bool
+    exit_code: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        """Running, or prepared and waiting to be launched: a pod that counts as "the" pod."""
+        return self.running or (not self.finished and self.state == "prepared")
+
+    @property
+    def transient(self) -> bool:
+        """Neither live nor finished (``embryo``, ``preparing``, ``deleting``...): debris of
+        an interrupted prepare; it can never become the task's pod."""
+        return not self.live and not self.finished
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the task's status already says (read back, so the decision survives restarts)."""
+
+    state: State | None = None
+    generation: int | None = None  # status.observedGeneration
+    uuid: str | None = None
+    exit_code: int | None = None
+    finished_at: datetime | None = None  # set once the exit of ``uuid`` was reported
+    restarts: int = 0
+    # A pod of an older generation that still stands for the desired one, because the spec
+    # change since its launch only touched fields applied live (killTimeoutSeconds).
+    accepted_uuid: str | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial_seconds: float
+    max_seconds: float
+    step: int = 0  # restarts already made in the current back-off window
+
+    def delay(self, step: int) -> float:
+        if step >= 64:
+            return self.max_seconds
+        return float(min(self.initial_seconds * 2.0**step, self.max_seconds))
+
+
+@dataclass(frozen=True)
+class StopPod:
+    """Stop gracefully (the kill timeout), then remove."""
+
+    uuid: str
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class RemovePod:
+    """Remove a pod that is no longer live."""
+
+    uuid: str
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class StartPod:
+    """Start (or adopt and launch a prepared) pod of the desired generation."""
+
+    reason: Reason
+    restart: bool = False
+
+
+Action = StopPod | RemovePod | StartPod
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The plan for one reconcile pass and the state the status should show afterwards."""
+
+    reason: Reason
+    state: State
+    actions: tuple[Action, ...] = ()
+    pod_uuid: str | None = None  # the pod the status should name
+    exit_code: int | None = None
+    finished_at: datetime | None = None
+    restarts: int = 0
+    backoff_step: int = 0
+    requeue_after: float | None = None  # seconds until something is due (restart back-off)
+    exit_reported: bool = True  # False when this pass reports a new exit
+
+    @property
+    def start(self) -> StartPod | None:
+        return next((a for a in self.actions if isinstance(a, StartPod)), None)
+
+    @property
+    def removals(self) -> tuple[StopPod | RemovePod, ...]:
+        return tuple(a for a in self.actions if not isinstance(a, StartPod))
+
+
+def _newest_first(pods: Sequence[PodView]) -> list[PodView]:
+    epoch = datetime.min
+    return sorted(
+        pods,
+        key=lambda p: (
+            (p.created_at or p.started_at or epoch).replace(tzinfo=None),
+            p.uuid,
+        ),
+        reverse=True,
+    )
+
+
+def _restart_wanted(policy: RestartPolicy, exit_code: int | None) -> bool:
+    if policy is RestartPolicy.ALWAYS:
+        return True
+    if policy is RestartPolicy.ON_FAILURE:
+        return exit_code != 0
+    return False
+
+
+def _ran_long(pod: PodView | None) -> bool:
+    if pod is None or pod.started_at is None or pod.finished_at is None:
+        return False
+    return pod.finished_at - pod.started_at >= BACKOFF_RESET_AFTER
+
+
+def decide(
+    *,
+    generation: int,
+    policy: RestartPolicy,
+    recorded: Recorded,
+    pods: Sequence[PodView],
+    now: datetime,
+    backoff: Backoff,
+) -> Decision:
+    """Decide what to do with the pods of one task. Pure and deterministic."""
+    ordered = _newest_first(pods)
+    current = [p for p in ordered if p.generation == generation or p.uuid == recorded.accepted_uuid]
+    outdated = [p for p in ordered if p not in current]
+    cleanup: list[StopPod | RemovePod] = []
+
+    # 1. Pods of another generation go: stop the live ones, remove the rest.
+    for pod in outdated:
+        if pod.live:
+            cleanup.append(StopPod(pod.uuid, Reason.REPLACE_OUTDATED))
+        else:
+            cleanup.append(RemovePod(pod.uuid, Reason.REPLACE_OUTDATED))
+    # 2. Debris of interrupted prepares goes.
+    cleanup.extend(RemovePod(p.uuid, Reason.REMOVE_STALE) for p in current if p.transient)
+    live = [p for p in current if p.live]
+    finished = [p for p in current if p.finished]
+    replacing = any(p.live for p in outdated)
+
+    # 3. Never two pods: keep the newest live one, stop the others.
+    if live:
+        keep = live[0]
+        cleanup.extend(StopPod(p.uuid, Reason.REMOVE_DUPLICATES) for p in live[1:])
+        cleanup.extend(RemovePod(p.uuid, Reason.REMOVE_STALE) for p in finished)
+        base = Decision(
+            reason=Reason.WAIT,
+            state=State.RUNNING,
+            pod_uuid=keep.uuid,
+            restarts=recorded.restarts,
+            backoff_step=backoff.step,
+            exit_code=recorded.exit_code,
+            finished_at=None,
+        )
+        if keep.running:
+            known = recorded.uuid == keep.uuid and recorded.state is State.RUNNING
+            if not known:
+                reason = Reason.ADOPT_RUNNING
+            elif cleanup:
+                stops = [a for a in cleanup if isinstance(a, StopPod)]
+                reason = (stops or cleanup)[0].reason
+            else:
+                reason = Reason.WAIT
+            return replace(base, reason=reason, actions=tuple(cleanup))
+        start = StartPod(Reason.ADOPT_PREPARED)
+        return replace(
+            base,
+            reason=Reason.ADOPT_PREPARED,
+            state=State.PENDING,
+            actions=(*cleanup, start),
+        )
+
+    # 4. The newest finished pod of this generation carries the task's latest exit.
+    if finished:
+        last = finished[0]
+        cleanup.extend(RemovePod(p.uuid, Reason.REMOVE_STALE) for p in finished[1:])
+        reported = recorded.uuid == last.uuid and recorded.finished_at is not None
+        finished_at = recorded.finished_at if reported else (last.finished_at or now)
+        return _after_exit(
+            policy=policy,
+            recorded=recorded,
+            now=now,
+            backoff=backoff,
+            cleanup=cleanup,
+            uuid=last.uuid,
+            exit_code=last.exit_code if not reported else recorded.exit_code,
+            finished_at=finished_at or now,
+            reported=reported,
+            ran_long=_ran_long(last),
+            lost=False,
+            present=True,
+        )
+
+    # 5. No pod of this generation on the node.
+    same_generation = recorded.generation == generation
+    if same_generation and recorded.state in TERMINAL_STATES:
+        return Decision(
+            reason=Reason.WAIT,
+            state=recorded.state,
+            actions=tuple(cleanup),
+            pod_uuid=recorded.uuid,
+            exit_code=recorded.exit_code,
+            finished_at=recorded.finished_at,
+            restarts=recorded.restarts,
+            backoff_step=backoff.step,
+        )
+    if same_generation and recorded.uuid and recorded.state is State.BACKOFF:
+        return _after_exit(
+            policy=policy,
+            recorded=recorded,
+            now=now,
+            backoff=backoff,
+            cleanup=cleanup,
+            uuid=recorded.uuid,
+            exit_code=recorded.exit_code,
+            finished_at=recorded.finished_at or now,
+            reported=True,
+            ran_long=False,
+            lost=False,
+            present=False,
+        )
+    if same_generation and recorded.uuid and recorded.state is State.RUNNING and not replacing:
+        # The pod the status names vanished from rkt: count it as a failed exit.
+        return _after_exit(
+            policy=policy,
+            recorded=recorded,
+            now=now,
+            backoff=backoff,
+            cleanup=cleanup,
+            uuid=recorded.uuid,
+            exit_code=None,
+            finished_at=now,
+            reported=False,
+            ran_long=False,
+            lost=True,
+            present=False,
+        )
+    reason = Reason.REPLACE_OUTDATED if outdated else Reason.START
+    new_generation = not same_generation
+    return Decision(
+        reason=reason,
+        state=State.PENDING,
+        actions=(*cleanup, StartPod(reason)),
+        restarts=0 if new_generation else recorded.restarts,
+        backoff_step=0 if new_generation else backoff.step,
+    )
+
+
+def _after_exit(
+    *,
+    policy: RestartPolicy,
+    recorded: Recorded,
+    now: datetime,
+    backoff: Backoff,
+    cleanup: list[StopPod | RemovePod],
+    uuid: str,
+    exit_code: int | None,
+    finished_at: datetime,
+    reported: bool,
+    ran_long: bool,
+    lost: bool,
+    present: bool,
+) -> Decision:
+    """The pod ``uuid`` (of the desired generation) has exited: report, back off or restart."""
+    report_reason = Reason.POD_LOST if lost else Reason.REPORT_EXIT
+    if not _restart_wanted(policy, exit_code):
+        state = State.SUCCEEDED if exit_code == 0 else State.FAILED
+        return Decision(
+            reason=Reason.WAIT if reported else report_reason,
+            state=state,
+            actions=tuple(cleanup),
+            pod_uuid=uuid,
+            exit_code=exit_code,
+            finished_at=finished_at,
+            restarts=recorded.restarts,
+            backoff_step=backoff.step,
+            exit_reported=reported,
+        )
+    step = 0 if ran_long else backoff.step
+    delay = backoff.delay(step)
+    due = finished_at + timedelta(seconds=delay)
+    if now >= due:
+        actions: list[Action] = [*cleanup]
+        if present:
+            actions.append(RemovePod(uuid, Reason.RESTART))
+        actions.append(StartPod(Reason.RESTART, restart=True))
+        return Decision(
+            reason=Reason.RESTART,
+            state=State.PENDING,
+            actions=tuple(actions),
+            pod_uuid=None,
+            exit_code=exit_code,
+            finished_at=finished_at,
+            restarts=recorded.restarts + 1,
+            backoff_step=step + 1,
+            exit_reported=reported,
+        )
+    return Decision(
+        reason=Reason.RESTART_AFTER if reported else report_reason,
+        state=State.BACKOFF,
+        actions=tuple(cleanup),
+        pod_uuid=uuid,
+        exit_code=exit_code,
+        finished_at=finished_at,
+        restarts=recorded.restarts,
+        backoff_step=step,
+        requeue_after=(due - now).total_seconds(),
+        exit_reported=reported,
+    )

@@ -1,0 +1,448 @@
+"""Table tests of the pure pod decision (rkt_operator.executor.plan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rkt_operator.executor import plan
+from rkt_operator.executor.plan import (
+    Backoff,
+    PodView,
+    Reason,
+    Recorded,
+    RemovePod,
+    RestartPolicy,
+    StartPod,
+    State,
+    StopPod,
+)
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+NOW = T0 + timedelta(hours=1)
+BACKOFF = Backoff(initial_seconds=10, max_seconds=300)
+
+
+def running(uuid: str, gen: int = 1, age: float = 60) -> PodView:
+    created = NOW - timedelta(seconds=age)
+    return PodView(uuid, gen, "running", True, False, None, created, created)
+
+
+def prepared(uuid: str, gen: int = 1, age: float = 5) -> PodView:
+    created = NOW - timedelta(seconds=age)
+    return PodView(uuid, gen, "prepared", False, False, None, created)
+
+
+def preparing(uuid: str, gen: int = 1) -> PodView:
+    return PodView(uuid, gen, "preparing", False, False, None, NOW - timedelta(seconds=1))
+
+
+def exited(uuid: str, code: int | None, gen: int = 1, ran: float = 30, ago: float = 1) -> PodView:
+    finished = NOW - timedelta(seconds=ago)
+    started = finished - timedelta(seconds=ran)
+    return PodView(uuid, gen, "exited", False, True, code, started, started, finished)
+
+
+@dataclass
+class Row:
+    id: str
+    pods: list[PodView]
+    recorded: Recorded = field(default_factory=Recorded)
+    policy: RestartPolicy = RestartPolicy.NEVER
+    generation: int = 1
+    backoff: Backoff = BACKOFF
+    # expectations
+    reason: Reason = Reason.WAIT
+    state: State = State.RUNNING
+    actions: tuple[StopPod | RemovePod | StartPod, ...] = ()
+    pod_uuid: str | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    backoff_step: int = 0
+    requeue_after: float | None = None
+
+
+REC_RUNNING_A = Recorded(state=State.RUNNING, generation=1, uuid="a")
+
+ROWS = [
+    Row(
+        "new task: start",
+        pods=[],
+        reason=Reason.START,
+        state=State.PENDING,
+        actions=(StartPod(Reason.START),),
+    ),
+    Row(
+        "status names a prepared pod, none on disk: start again",
+        pods=[],
+        recorded=Recorded(state=State.PENDING, generation=1, uuid="gone"),
+        reason=Reason.START,
+        state=State.PENDING,
+        actions=(StartPod(Reason.START),),
+    ),
+    Row(
+        "running pod the status does not know: adopt",
+        pods=[running("a")],
+        reason=Reason.ADOPT_RUNNING,
+        pod_uuid="a",
+    ),
+    Row(
+        "running pod already recorded: nothing to do",
+        pods=[running("a")],
+        recorded=REC_RUNNING_A,
+        pod_uuid="a",
+    ),
+    Row(
+        "prepared pod (agent died before launch): adopt and launch it",
+        pods=[prepared("a")],
+        recorded=Recorded(state=State.PENDING, generation=1, uuid="a"),
+        reason=Reason.ADOPT_PREPARED,
+        state=State.PENDING,
+        actions=(StartPod(Reason.ADOPT_PREPARED),),
+        pod_uuid="a",
+    ),
+    Row(
+        "two running pods of one generation: keep the newest, stop the other",
+        pods=[running("old", age=100), running("new", age=10)],
+        recorded=Recorded(state=State.RUNNING, generation=1, uuid="new"),
+        reason=Reason.REMOVE_DUPLICATES,
+        actions=(StopPod("old", Reason.REMOVE_DUPLICATES),),
+        pod_uuid="new",
+    ),
+    Row(
+        "running and prepared duplicate: keep the newest live pod",
+        pods=[running("run", age=100), prepared("prep", age=10)],
+        recorded=Recorded(state=State.PENDING, generation=1, uuid="prep"),
+        reason=Reason.ADOPT_PREPARED,
+        state=State.PENDING,
+        actions=(StopPod("run", Reason.REMOVE_DUPLICATES), StartPod(Reason.ADOPT_PREPARED)),
+        pod_uuid="prep",
+    ),
+    Row(
+        "interrupted prepare debris next to a running pod is removed",
+        pods=[running("a", age=100), preparing("junk")],
+        recorded=REC_RUNNING_A,
+        reason=Reason.REMOVE_STALE,
+        actions=(RemovePod("junk", Reason.REMOVE_STALE),),
+        pod_uuid="a",
+    ),
+    Row(
+        "spec changed: stop the old generation, then start the new one",
+        pods=[running("a", gen=1)],
+        recorded=Recorded(state=State.PENDING, generation=2, uuid="a"),
+        generation=2,
+        reason=Reason.REPLACE_OUTDATED,
+        state=State.PENDING,
+        actions=(StopPod("a", Reason.REPLACE_OUTDATED), StartPod(Reason.REPLACE_OUTDATED)),
+    ),
+    Row(
+        "spec changed after a run of restarts: the count starts over",
+        pods=[exited("a", 1, gen=1)],
+        recorded=Recorded(state=State.BACKOFF, generation=1, uuid="a", restarts=4),
+        generation=2,
+        backoff=Backoff(10, 300, step=4),
+        reason=Reason.REPLACE_OUTDATED,
+        state=State.PENDING,
+        actions=(RemovePod("a", Reason.REPLACE_OUTDATED), StartPod(Reason.REPLACE_OUTDATED)),
+    ),
+    Row(
+        "new generation already running, old one still alive: stop the old one",
+        pods=[running("new", gen=2, age=5), running("old", gen=1, age=500)],
+        recorded=Recorded(state=State.RUNNING, generation=2, uuid="new"),
+        generation=2,
+        reason=Reason.REPLACE_OUTDATED,
+        actions=(StopPod("old", Reason.REPLACE_OUTDATED),),
+        pod_uuid="new",
+    ),
+    Row(
+        "live-applied change (kill timeout): the older pod is accepted, no restart",
+        pods=[running("a", gen=1)],
+        recorded=Recorded(state=State.RUNNING, generation=2, uuid="a", accepted_uuid="a"),
+        generation=2,
+        pod_uuid="a",
+    ),
+    Row(
+        "batch pod exited 0, policy Never: Succeeded",
+        pods=[exited("a", 0)],
+        recorded=REC_RUNNING_A,
+        reason=Reason.REPORT_EXIT,
+        state=State.SUCCEEDED,
+        pod_uuid="a",
+        exit_code=0,
+    ),
+    Row(
+        "exit already reported: nothing to do",
+        pods=[exited("a", 0)],
+        recorded=Recorded(
+            state=State.SUCCEEDED, generation=1, uuid="a", exit_code=0, finished_at=T0
+        ),
+        state=State.SUCCEEDED,
+        pod_uuid="a",
+        exit_code=0,
+    ),
+    Row(
+        "exit 3, policy Never: Failed with the code",
+        pods=[exited("a", 3)],
+        recorded=REC_RUNNING_A,
+        reason=Reason.REPORT_EXIT,
+        state=State.FAILED,
+        pod_uuid="a",
+        exit_code=3,
+    ),
+    Row(
+        "exit 0, policy OnFailure: Succeeded, no restart",
+        pods=[exited("a", 0)],
+        recorded=REC_RUNNING_A,
+        policy=RestartPolicy.ON_FAILURE,
+        reason=Reason.REPORT_EXIT,
+        state=State.SUCCEEDED,
+        pod_uuid="a",
+        exit_code=0,
+    ),
+    Row(
+        "exit 1, policy OnFailure, just now: back off 10 s",
+        pods=[exited("a", 1, ago=1)],
+        recorded=REC_RUNNING_A,
+        policy=RestartPolicy.ON_FAILURE,
+        reason=Reason.REPORT_EXIT,
+        state=State.BACKOFF,
+        pod_uuid="a",
+        exit_code=1,
+        requeue_after=9.0,
+    ),
+    Row(
+        "exit 0, policy Always, back-off elapsed: restart and count it",
+        pods=[exited("a", 0, ago=11)],
+        recorded=REC_RUNNING_A,
+        policy=RestartPolicy.ALWAYS,
+        reason=Reason.RESTART,
+        state=State.PENDING,
+        actions=(RemovePod("a", Reason.RESTART), StartPod(Reason.RESTART, restart=True)),
+        exit_code=0,
+        restarts=1,
+        backoff_step=1,
+    ),
+    Row(
+        "back-off doubles with each restart",
+        pods=[exited("b", 1, ago=30)],
+        recorded=Recorded(
+            state=State.BACKOFF,
+            generation=1,
+            uuid="b",
+            exit_code=1,
+            finished_at=NOW - timedelta(seconds=30),
+            restarts=2,
+        ),
+        policy=RestartPolicy.ON_FAILURE,
+        backoff=Backoff(10, 300, step=2),
+        reason=Reason.RESTART_AFTER,
+        state=State.BACKOFF,
+        pod_uuid="b",
+        exit_code=1,
+        restarts=2,
+        backoff_step=2,
+        requeue_after=10.0,
+    ),
+    Row(
+        "back-off is capped",
+        pods=[exited("b", 1, ago=299)],
+        recorded=Recorded(
+            state=State.BACKOFF,
+            generation=1,
+            uuid="b",
+            exit_code=1,
+            finished_at=NOW - timedelta(seconds=299),
+            restarts=9,
+        ),
+        policy=RestartPolicy.ALWAYS,
+        backoff=Backoff(10, 300, step=9),
+        reason=Reason.RESTART_AFTER,
+        state=State.BACKOFF,
+        pod_uuid="b",
+        exit_code=1,
+        restarts=9,
+        backoff_step=9,
+        requeue_after=1.0,
+    ),
+    Row(
+        "a pod that ran 10 minutes resets the back-off",
+        pods=[exited("b", 1, ran=601, ago=11)],
+        recorded=Recorded(state=State.RUNNING, generation=1, uuid="b", restarts=5),
+        policy=RestartPolicy.ALWAYS,
+        backoff=Backoff(10, 300, step=5),
+        reason=Reason.RESTART,
+        state=State.PENDING,
+        actions=(RemovePod("b", Reason.RESTART), StartPod(Reason.RESTART, restart=True)),
+        exit_code=1,
+        restarts=6,
+        backoff_step=1,
+    ),
+    Row(
+        "backing off and the exited pod was garbage-collected: restart when due",
+        pods=[],
+        recorded=Recorded(
+            state=State.BACKOFF,
+            generation=1,
+            uuid="b",
+            exit_code=1,
+            finished_at=NOW - timedelta(seconds=60),
+            restarts=1,
+        ),
+        policy=RestartPolicy.ON_FAILURE,
+        backoff=Backoff(10, 300, step=1),
+        reason=Reason.RESTART,
+        state=State.PENDING,
+        actions=(StartPod(Reason.RESTART, restart=True),),
+        exit_code=1,
+        restarts=2,
+        backoff_step=2,
+    ),
+    Row(
+        "terminal task whose pod was garbage-collected is never started again",
+        pods=[],
+        recorded=Recorded(
+            state=State.SUCCEEDED, generation=1, uuid="a", exit_code=0, finished_at=T0
+        ),
+        state=State.SUCCEEDED,
+        pod_uuid="a",
+        exit_code=0,
+    ),
+    Row(
+        "running pod vanished, policy Never: Failed, lost",
+        pods=[],
+        recorded=REC_RUNNING_A,
+        reason=Reason.POD_LOST,
+        state=State.FAILED,
+        pod_uuid="a",
+    ),
+    Row(
+        "running pod vanished, policy Always: back off before restarting",
+        pods=[],
+        recorded=REC_RUNNING_A,
+        policy=RestartPolicy.ALWAYS,
+        reason=Reason.POD_LOST,
+        state=State.BACKOFF,
+        pod_uuid="a",
+        requeue_after=10.0,
+    ),
+    Row(
+        "older finished pods of the generation are removed; newest exit is reported",
+        pods=[exited("old", 1, ago=100), exited("new", 0, ago=2)],
+        recorded=Recorded(state=State.RUNNING, generation=1, uuid="new"),
+        reason=Reason.REPORT_EXIT,
+        state=State.SUCCEEDED,
+        actions=(RemovePod("old", Reason.REMOVE_STALE),),
+        pod_uuid="new",
+        exit_code=0,
+    ),
+    Row(
+        "a finished pod next to a live one is stale",
+        pods=[exited("old", 1, ago=100), running("a", age=50)],
+        recorded=REC_RUNNING_A,
+        reason=Reason.REMOVE_STALE,
+        actions=(RemovePod("old", Reason.REMOVE_STALE),),
+        pod_uuid="a",
+    ),
+    Row(
+        "accepted older pod exits: report it; a restart starts the new generation",
+        pods=[exited("a", 2, gen=1, ago=20)],
+        recorded=Recorded(state=State.RUNNING, generation=2, uuid="a", accepted_uuid="a"),
+        generation=2,
+        policy=RestartPolicy.ON_FAILURE,
+        reason=Reason.RESTART,
+        state=State.PENDING,
+        actions=(RemovePod("a", Reason.RESTART), StartPod(Reason.RESTART, restart=True)),
+        exit_code=2,
+        restarts=1,
+        backoff_step=1,
+    ),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_decide(row: Row) -> None:
+    decision = plan.decide(
+        generation=row.generation,
+        policy=row.policy,
+        recorded=row.recorded,
+        pods=row.pods,
+        now=NOW,
+        backoff=row.backoff,
+    )
+    assert decision.reason is row.reason
+    assert decision.state is row.state
+    assert decision.actions == row.actions
+    assert decision.pod_uuid == row.pod_uuid
+    assert decision.exit_code == row.exit_code
+    assert decision.restarts == row.restarts
+    assert decision.backoff_step == row.backoff_step
+    assert decision.requeue_after == row.requeue_after
+
+
+def test_never_more_than_one_start_and_never_with_a_live_pod() -> None:
+    """Whatever mix of pods rkt reports, one pass starts at most one pod, and only when no
+    live pod of the desired generation stays."""
+    shapes = [
+        running("r1", age=30),
+        running("r0", gen=0, age=40),
+        prepared("p1", age=20),
+        exited("e1", 1, ago=50),
+        exited("e0", 0, gen=0, ago=60),
+        preparing("x1"),
+    ]
+    for mask in range(1 << len(shapes)):
+        pods = [p for i, p in enumerate(shapes) if mask & (1 << i)]
+        for policy in RestartPolicy:
+            d = plan.decide(
+                generation=1,
+                policy=policy,
+                recorded=Recorded(generation=1),
+                pods=pods,
+                now=NOW,
+                backoff=BACKOFF,
+            )
+            starts = [a for a in d.actions if isinstance(a, StartPod)]
+            assert len(starts) <= 1
+            stopped = {a.uuid for a in d.removals}
+            kept_live = [p for p in pods if p.live and p.uuid not in stopped]
+            assert len(kept_live) <= 1, (mask, policy, d)
+            if starts and starts[0].reason is not Reason.ADOPT_PREPARED:
+                assert kept_live == []
+
+
+def test_exit_reported_flag() -> None:
+    fresh = plan.decide(
+        generation=1,
+        policy=RestartPolicy.NEVER,
+        recorded=REC_RUNNING_A,
+        pods=[exited("a", 0)],
+        now=NOW,
+        backoff=BACKOFF,
+    )
+    assert fresh.exit_reported is False
+    assert fresh.finished_at == NOW - timedelta(seconds=1)
+    again = plan.decide(
+        generation=1,
+        policy=RestartPolicy.NEVER,
+        recorded=Recorded(
+            state=State.SUCCEEDED,
+            generation=1,
+            uuid="a",
+            exit_code=0,
+            finished_at=fresh.finished_at,
+        ),
+        pods=[exited("a", 0)],
+        now=NOW,
+        backoff=BACKOFF,
+    )
+    assert again.exit_reported is True
+    assert again.reason is Reason.WAIT
+
+
+@pytest.mark.parametrize(
+    ("step", "seconds"), [(0, 10), (1, 20), (2, 40), (4, 160), (5, 300), (200, 300)]
+)
+def test_backoff_delay(step: int, seconds: float) -> None:
+    assert BACKOFF.delay(step) == seconds
