@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["fixtures_k8s"]  # control_plane, kubectl, kubeconfig, namespace fixtures
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -1,0 +1,452 @@
+"""A real local Kubernetes control plane (etcd + kube-apiserver) for tests, benchmarks and demos.
+
+Owns the life cycle of one control plane: certificates (``pki``), free loopback ports, the two
+processes (each in its own process group, logs in the run directory), readiness, an admin
+kubeconfig, and a clean stop that leaves no process and no temporary directory behind (also
+registered with ``atexit``). The binaries come from an explicit assets folder holding ``etcd``,
+``kube-apiserver`` and ``kubectl`` (the envtest ``KUBEBUILDER_ASSETS`` layout; ``make testenv``
+builds it). There are no controllers: namespaces never finish deleting, nothing schedules pods.
+
+The command line (``python -m rkt_operator.testing.controlplane up|down``) lives in
+``rkt_operator.testing.cluster``; this module only forwards to it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient
+
+from rkt_operator.testing.pki import Pki, admin_credentials, make_pki, write_kubeconfig
+
+log = logging.getLogger(__name__)
+
+REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kubectl")
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not start (missing binary, a process died, not ready in time)."""
+
+
+class _PortTaken(ControlPlaneError):
+    """A process lost the race for a port we picked: worth another attempt with new ports."""
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl exited non-zero; unlike CalledProcessError, ``str()`` includes its stderr."""
+
+    def __str__(self) -> str:
+        argv = self.cmd if isinstance(self.cmd, list) else [str(self.cmd)]
+        shown = " ".join(str(a) for a in argv[2:])  # drop the binary and --kubeconfig
+        return f"kubectl {shown} exited {self.returncode}: {(self.stderr or '').strip()}"
+
+
+@dataclass
+class _Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            data = fh.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (racy by nature: a start that loses the race is retried)."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+# Never send requests for 127.0.0.1 through an HTTP proxy from the environment.
+_PLAIN_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class ControlPlane:
+    """One etcd + kube-apiserver pair. Use as a context manager, or ``start()``/``stop()``.
+
+    ``assets`` is the folder with the binaries (passed explicitly: the package never reads the
+    environment). The run directory is created under ``base_dir`` (default: the system temp
+    dir) and removed by ``stop()``; it holds the certificates, etcd's data, the logs
+    (``etcd.log``, ``kube-apiserver.log``) and the admin ``kubeconfig``.
+    """
+
+    def __init__(
+        self,
+        assets: Path,
+        *,
+        base_dir: Path | None = None,
+        start_timeout: float = 90.0,
+        stop_timeout: float = 20.0,
+        attempts: int = 5,
+        openssl: str = "openssl",
+    ) -> None:
+        self.assets = Path(assets)
+        self.base_dir = base_dir
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.attempts = attempts
+        self.openssl = openssl
+        self.run_dir: Path | None = None
+        self.server = ""
+        self.kubeconfig = Path()
+        self.started_pids: list[int] = []  # every process ever started, for leak checks
+        self.startup_seconds: float | None = None
+        self._processes: list[_Process] = []
+        self._pki: Pki | None = None
+        self._opener: urllib.request.OpenerDirector | None = None
+        self._state = "new"
+
+    # ----- binaries ---------------------------------------------------------------------------
+
+    def binary(self, name: str) -> Path:
+        """The path of binary ``name`` in the assets folder; an error naming it if unusable."""
+        path = self.assets / name
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise ControlPlaneError(
+                f"{name}: no executable at {path} (the assets folder must hold "
+                f"{', '.join(REQUIRED_BINARIES)}; `make testenv` builds them)"
+            )
+        return path
+
+    @property
+    def helm(self) -> Path:
+        """The helm binary shipped in the same assets folder."""
+        return self.binary("helm")
+
+    # ----- life cycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> ControlPlane:
+        return self.start() if self._state == "new" else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> ControlPlane:
+        """Start etcd and kube-apiserver, wait until ready and write the admin kubeconfig."""
+        if self._state != "new":
+            raise ControlPlaneError(f"a ControlPlane starts once (it is {self._state})")
+        self._state = "starting"
+        for name in REQUIRED_BINARIES:
+            self.binary(name)
+        began = time.monotonic()
+        self.run_dir = Path(tempfile.mkdtemp(prefix="rkt-operator-cp-", dir=self.base_dir))
+        atexit.register(self.stop)
+        try:
+            self._pki = make_pki(self.run_dir / "pki", openssl=self.openssl)
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    self._start_once(attempt)
+                    break
+                except _PortTaken as exc:
+                    self._stop_processes()
+                    if attempt == self.attempts:
+                        raise ControlPlaneError(
+                            f"{exc} (gave up after {attempt} attempts)"
+                        ) from exc
+                    log.warning("port race, starting again with new ports: %s", exc)
+            self.kubeconfig = write_kubeconfig(
+                self.run_dir / "kubeconfig",
+                server=self.server,
+                ca_cert=self._pki.ca_cert,
+                user="admin",
+                credentials=admin_credentials(self._pki),
+            )
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        self._state = "running"
+        log.info("control plane ready at %s in %.1fs", self.server, self.startup_seconds)
+        return self
+
+    def _started(self) -> tuple[Path, Pki]:
+        if self.run_dir is None or self._pki is None:
+            raise ControlPlaneError("the control plane has not been started")
+        return self.run_dir, self._pki
+
+    def _start_once(self, attempt: int) -> None:
+        run_dir, pki = self._started()
+        client_port, peer_port, api_port = _free_ports(3)
+        data_dir = run_dir / "etcd-data"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        etcd_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        etcd = self._spawn(
+            "etcd",
+            [
+                f"--data-dir={data_dir}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+            attempt,
+        )
+        self._wait_ready(etcd, lambda: self._etcd_healthy(etcd_url))
+        self.server = f"https://127.0.0.1:{api_port}"
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers={etcd_url}",
+                f"--secure-port={api_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--cert-dir={pki.ca_cert.parent}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.client_ca_cert}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                f"--service-account-issuer={self.server}/",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--endpoint-reconciler-type=none",
+            ],
+            attempt,
+        )
+        self._wait_ready(apiserver, lambda: self._status("/readyz") == 200)
+        # RBAC bootstrap and the system namespaces come with readiness; check the one we use.
+        self._wait_ready(apiserver, lambda: self._status("/api/v1/namespaces/default") == 200)
+
+    def _spawn(self, name: str, args: list[str], attempt: int) -> _Process:
+        run_dir, _ = self._started()
+        binary = self.binary(name)
+        log_path = run_dir / f"{name}.log"
+        with log_path.open("ab") as fh:
+            fh.write(f"=== attempt {attempt}: {binary} {' '.join(args)}\n".encode())
+            fh.flush()
+            try:
+                popen = subprocess.Popen(
+                    [str(binary), *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    cwd=run_dir,
+                    process_group=0,
+                )
+            except OSError as exc:
+                raise ControlPlaneError(f"{name}: cannot execute {binary}: {exc}") from exc
+        process = _Process(name, popen, log_path)
+        self._processes.append(process)
+        self.started_pids.append(popen.pid)
+        return process
+
+    def _wait_ready(self, process: _Process, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            code = process.popen.poll()
+            if code is not None:
+                tail = log_tail(process.log)
+                message = f"{process.name} exited with code {code} while starting"
+                if "address already in use" in tail:
+                    raise _PortTaken(message)
+                raise ControlPlaneError(f"{message}; last lines of {process.log.name}:\n{tail}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"{process.name} not ready after {self.start_timeout:.0f}s; "
+                    f"last lines of {process.log.name}:\n{log_tail(process.log)}"
+                )
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        """Stop kube-apiserver, then etcd (SIGTERM, SIGKILL after the stop timeout), then
+        remove the run directory. Safe to call more than once and after a failed start."""
+        if self._state == "stopped":
+            return
+        self._state = "stopped"
+        atexit.unregister(self.stop)
+        try:
+            self._stop_processes()
+        finally:
+            if self.run_dir is not None:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _stop_processes(self) -> None:
+        while self._processes:
+            process = self._processes.pop()  # last started first: kube-apiserver before etcd
+            popen = process.popen
+            if popen.poll() is not None:
+                continue
+            try:
+                os.killpg(popen.pid, signal.SIGTERM)
+                popen.wait(self.stop_timeout)
+            except ProcessLookupError:
+                popen.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "%s ignored SIGTERM for %.0fs: SIGKILL", process.name, self.stop_timeout
+                )
+                os.killpg(popen.pid, signal.SIGKILL)
+                popen.wait()
+
+    def dead_processes(self) -> list[str]:
+        """Names of the control-plane processes that have exited on their own."""
+        return [p.name for p in self._processes if p.popen.poll() is not None]
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ids of the running components, by binary name."""
+        return {p.name: p.popen.pid for p in self._processes}
+
+    def log_path(self, name: str = "kube-apiserver") -> Path:
+        """The log file of component ``name`` (``etcd`` or ``kube-apiserver``)."""
+        run_dir, _ = self._started()
+        return run_dir / f"{name}.log"
+
+    # ----- HTTP to the components -------------------------------------------------------------
+
+    def _etcd_healthy(self, url: str) -> bool:
+        try:
+            with _PLAIN_HTTP.open(f"{url}/health", timeout=5) as response:
+                return bool(json.load(response).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+    def _https(self) -> urllib.request.OpenerDirector:
+        """An opener that trusts the test CA and presents the admin client certificate."""
+        if self._opener is None:
+            _, pki = self._started()
+            context = ssl.create_default_context(cafile=str(pki.ca_cert))
+            context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+            handler = urllib.request.HTTPSHandler(context=context)
+            self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), handler)
+        return self._opener
+
+    def _status(self, path: str) -> int:
+        """HTTP status of an admin GET (0 while the server does not answer)."""
+        try:
+            with self._https().open(f"{self.server}{path}", timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return 0
+
+    def get(self, path: str) -> str:
+        """GET ``path`` from kube-apiserver as the admin user; the body as text."""
+        with self._https().open(f"{self.server}{path}", timeout=30) as response:
+            return str(response.read().decode("utf-8"))
+
+    def metrics(self) -> str:
+        """kube-apiserver's Prometheus ``/metrics`` text."""
+        return self.get("/metrics")
+
+    # ----- kubectl and clients ----------------------------------------------------------------
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl with the admin kubeconfig (or ``kubeconfig``); raise KubectlError on a
+        non-zero exit when ``check``."""
+        argv = [str(self.binary("kubectl")), f"--kubeconfig={kubeconfig or self.kubeconfig}"]
+        if self.run_dir is not None:
+            argv.append(f"--cache-dir={self.run_dir / 'kubectl-cache'}")
+        argv.extend(args)
+        done = subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and done.returncode != 0:
+            raise KubectlError(done.returncode, argv, done.stdout, done.stderr)
+        return done
+
+    def apply(self, manifest: str, *, namespace: str | None = None) -> list[str]:
+        """``kubectl apply`` YAML/JSON text (server-side); the applied objects' names."""
+        ns = [f"--namespace={namespace}"] if namespace else []
+        done = self.kubectl(
+            "apply", "--server-side", "--force-conflicts", *ns, "-o", "name", "-f", "-",
+            input=manifest,
+        )  # fmt: skip
+        return done.stdout.split()
+
+    def apply_crds(self, folder: Path, *, timeout: float = 60.0) -> list[str]:
+        """Apply every ``*.yaml``/``*.yml``/``*.json`` in ``folder`` and wait until each CRD
+        among them is Established. Returns the CRD object names (none for a missing folder)."""
+        if not folder.is_dir():
+            return []
+        names: list[str] = []
+        for path in sorted(folder.iterdir()):
+            if path.suffix in (".yaml", ".yml", ".json"):
+                names += [n for n in self.apply(path.read_text()) if n.startswith("customres")]
+        if names:
+            self.kubectl("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *names)
+        return names
+
+    def create_token(self, namespace: str, service_account: str, duration: int = 3600) -> str:
+        """A ServiceAccount token from the TokenRequest API (``duration`` seconds, >= 600)."""
+        done = self.kubectl(
+            "create", "token", service_account, f"--namespace={namespace}",
+            f"--duration={duration}s",
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    def kubeconfig_for_token(self, token: str, path: Path) -> Path:
+        """Write a kubeconfig at ``path`` that authenticates with a bearer ``token``."""
+        _, pki = self._started()
+        return write_kubeconfig(
+            path, server=self.server, ca_cert=pki.ca_cert, user="token",
+            credentials={"token": token},
+        )  # fmt: skip
+
+    def api_client(self) -> ApiClient:
+        """A ``kubernetes.client.ApiClient`` for the admin user (close it when done)."""
+        api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig)
+        )
+        return api
+
+
+if __name__ == "__main__":
+    from rkt_operator.testing.cluster import main
+
+    raise SystemExit(main())
