@@ -1,0 +1,202 @@
+"""The chart with the real helm: it lints clean, bad values fail at template time, and the
+rendered DaemonSet and RBAC have the shape a node agent needs (and no more privilege)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from chartlib import CHART, REPO, Helm, Render, find
+
+
+def test_helm_lint(helm: Helm) -> None:
+    done = helm("lint", str(CHART))
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_helm_lint_strict(helm: Helm) -> None:
+    done = helm("lint", "--strict", str(CHART), check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[WARNING]" not in done.stdout
+    assert "[ERROR]" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--set", "agent.launcher=docker"], "/agent/launcher"),
+        (["--set", "agent.rktPat=/usr/bin/rkt"], "rktPat"),
+        (["--set", "agnet.logLevel=INFO"], "agnet"),
+        (["--set", "agent.nodeName=node-a"], "/agent/nodeName"),
+        (["--set-json", "agent.maxKillTimeoutSeconds=-1"], "/agent/maxKillTimeoutSeconds"),
+        (["--set-json", "agent.resyncIntervalSeconds=0"], "/agent/resyncIntervalSeconds"),
+        (["--set", "agent.rktDir=var/lib/rkt"], "/agent/rktDir"),
+        (["--set", "agent.livenessEndpoint=http://0.0.0.0/healthz"], "/agent/livenessEndpoint"),
+        (["--set-json", 'agent.namespaces="a,b"'], "/agent/namespaces"),
+        (["--set", "agent.logLevel=TRACE"], "/agent/logLevel"),
+        (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+        (["--set-json", 'hostPaths.extra=[{"name":"x","path":"rel"}]'], "/hostPaths/extra/0"),
+        (["--set", "rbac.create=yes"], "/rbac/create"),
+    ],
+)
+def test_schema_rejects_bad_values(helm: Helm, args: list[str], complaint: str) -> None:
+    done = helm("template", "t", str(CHART), *args, check=False)
+    assert done.returncode != 0
+    assert "don't meet the specifications of the schema" in done.stderr
+    assert complaint in done.stderr
+
+
+def _pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = find(objects, "DaemonSet")["spec"]["template"]["spec"]
+    return spec
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = _pod(objects)["containers"]
+    return dict(container)
+
+
+def test_daemonset_runs_the_agent_privileged_in_the_host_namespaces(render: Render) -> None:
+    objects = render()
+    daemonset = find(objects, "DaemonSet")
+    pod = _pod(objects)
+    container = _container(objects)
+    assert container["command"] == ["rkt-operator"]
+    assert container["args"] == ["run"]
+    assert container["securityContext"]["privileged"] is True
+    assert pod["hostPID"] is True
+    assert pod["hostNetwork"] is True
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert daemonset["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"] == 0
+    assert daemonset["metadata"]["namespace"] == "rkt-system"
+
+
+def test_node_and_pod_identity_come_from_the_downward_api(render: Render) -> None:
+    env = {e["name"]: e for e in _container(render())["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_termination_grace_covers_the_largest_kill_timeout(render: Render) -> None:
+    for timeout in (0, 30, 92.5, 600):
+        pod = _pod(render(f"--set-json=agent.maxKillTimeoutSeconds={timeout}"))
+        assert pod["terminationGracePeriodSeconds"] > timeout
+
+
+def test_liveness_probe_follows_the_endpoint_setting(render: Render) -> None:
+    probe = _container(render())["livenessProbe"]["httpGet"]
+    assert probe == {"path": "/healthz", "port": 8080}
+    custom = "--set=agent.livenessEndpoint=http://0.0.0.0:9311/alive"
+    assert _container(render(custom))["livenessProbe"]["httpGet"] == {
+        "path": "/alive",
+        "port": 9311,
+    }
+    assert "livenessProbe" not in _container(render("--set=agent.livenessEndpoint="))
+
+
+def test_host_paths_are_mounted_at_the_same_paths(render: Render) -> None:
+    args = [
+        "--set=agent.rktDir=/data/rkt",
+        "--set=agent.taskRoot=/data/tasks",
+        "--set-json=hostPaths.extra=[{'name':'srv','path':'/srv','readOnly':true}]".replace(
+            "'", '"'
+        ),
+    ]
+    objects = render(*args)
+    volumes = {v["name"]: v["hostPath"]["path"] for v in _pod(objects)["volumes"]}
+    mounts = {m["name"]: m for m in _container(objects)["volumeMounts"]}
+    assert set(volumes) == set(mounts)
+    for name, path in volumes.items():
+        assert mounts[name]["mountPath"] == path
+    assert volumes["rkt-dir"] == "/data/rkt"
+    assert volumes["task-root"] == "/data/tasks"
+    assert volumes["rkt-local-config"] == "/etc/rkt"
+    assert volumes["rkt-binary"] == "/usr/bin/rkt"
+    assert volumes["run-systemd"] == "/run/systemd"
+    assert mounts["srv"]["readOnly"] is True
+    assert mounts["rkt-dir"]["mountPropagation"] == "Bidirectional"
+
+
+def test_optional_host_paths_can_be_left_out(render: Render) -> None:
+    objects = render(
+        "--set=hostPaths.rktBinary=",
+        "--set=hostPaths.rktStage1Dir=",
+        "--set=hostPaths.systemd=false",
+    )
+    names = {v["name"] for v in _pod(objects)["volumes"]}
+    assert names == {"rkt-dir", "rkt-local-config", "task-root"}
+
+
+def _rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = find(objects, "ClusterRole")["rules"]
+    return rules
+
+
+def test_cluster_role_is_least_privilege(render: Render) -> None:
+    rules = _rules(render())
+    granted = {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted == {
+        ("rktoperator.io", "rkttasks", "get"),
+        ("rktoperator.io", "rkttasks", "list"),
+        ("rktoperator.io", "rkttasks", "watch"),
+        ("rktoperator.io", "rkttasks", "patch"),
+        ("rktoperator.io", "rkttasks/status", "patch"),
+        ("", "events", "create"),
+        ("", "secrets", "get"),
+        ("", "configmaps", "get"),
+        ("", "nodes", "get"),
+        ("", "nodes", "patch"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    }
+
+
+def test_namespace_watch_is_granted_only_for_globs(render: Render) -> None:
+    def can_watch_namespaces(*args: str) -> bool:
+        return any("namespaces" in r["resources"] for r in _rules(render(*args)))
+
+    assert not can_watch_namespaces()
+    assert not can_watch_namespaces('--set-json=agent.namespaces=["team-a","team-b"]')
+    assert can_watch_namespaces('--set-json=agent.namespaces=["team-*"]')
+    assert can_watch_namespaces('--set-json=agent.namespaces=["!kube-system"]')
+
+
+def test_binding_ties_the_role_to_the_service_account(render: Render) -> None:
+    objects = render()
+    account = find(objects, "ServiceAccount")
+    binding = find(objects, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == find(objects, "ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "rkt-system"}
+    ]
+    assert _pod(objects)["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_rbac_and_service_account_can_be_brought_by_the_user(render: Render) -> None:
+    objects = render("--set=rbac.create=false", "--set=serviceAccount.create=false")
+    kinds = {o["kind"] for o in objects}
+    assert kinds == {"DaemonSet"}
+    assert _pod(objects)["serviceAccountName"] == "default"
+
+
+def test_namespace_is_rendered_only_on_request(render: Render) -> None:
+    assert "Namespace" not in {o["kind"] for o in render()}
+    namespace = find(render("--set=podSecurity.createNamespace=true"), "Namespace")
+    assert namespace["metadata"]["name"] == "rkt-system"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_chart_crd_is_identical_to_the_repository_crd() -> None:
+    name = "rkttasks.rktoperator.io.yaml"
+    chart_crd = CHART / "crds" / name
+    repo_crd = REPO / "crds" / name
+    assert repo_crd.is_file(), "crds/ has no RktTask CRD"
+    assert chart_crd.read_bytes() == repo_crd.read_bytes()
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [name]
