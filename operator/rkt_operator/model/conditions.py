@@ -1,0 +1,315 @@
+"""Pure builders of an RktTask's status: the kstatus conditions, the phase and the merge patch.
+
+Three conditions are always present (kopf-and-gitops.md §5), so Flux (kstatus), Argo CD (the
+chart's health.lua) and people agree on the task's health:
+
+========================  =========  ======  ===========  =======
+situation                 phase      Ready   Reconciling  Stalled
+========================  =========  ======  ===========  =======
+accepted / starting       Pending    False   True         False
+running                   Running    True    False        False
+succeeded (batch done)    Succeeded  True    False        False
+failed, no restart        Failed     False   False        True
+backing off to restart    Pending    False   True         False
+waiting for a dependency  Pending    False   True         False
+invalid spec / terminal   Failed     False   False        True
+========================  =========  ======  ===========  =======
+
+A condition's ``reason`` is one of the CamelCase constants below and names the situation on
+all three conditions; ``lastTransitionTime`` changes only when the condition's status flips;
+each condition carries the ``observedGeneration`` it was computed for. The first write for a
+new generation already says ``Reconciling=True``, so no tool sees an unstarted task as
+Current. Nothing here reads a clock or talks to Kubernetes: callers pass ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+CONDITION_TYPES = (READY, RECONCILING, STALLED)
+
+TRUE = "True"
+FALSE = "False"
+UNKNOWN = "Unknown"
+
+# Phases (a summary for printer columns and the health checks; conditions are authoritative).
+PENDING = "Pending"
+RUNNING = "Running"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED)
+
+# Reasons: stable CamelCase words (metav1.Condition's reason pattern).
+STARTING = "Starting"
+REPLACING = "Replacing"
+POD_RUNNING = "PodRunning"
+POD_SUCCEEDED = "PodSucceeded"
+POD_FAILED = "PodFailed"
+POD_LOST = "PodLost"
+CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+INVALID_SPEC = "InvalidSpec"  # = errors.SpecError.reason
+DEPENDENCY_MISSING = "DependencyMissing"  # = errors.DependencyError.reason
+# Reasons of a pod that exited: a Stalled condition with one of these is the task's outcome,
+# not a failure to act on the spec.
+EXIT_REASONS = frozenset({POD_FAILED, POD_LOST})
+
+# Status keys this agent owns; anything else under .status is left alone.
+OWNED_KEYS = (
+    "phase",
+    "observedGeneration",
+    "conditions",
+    "message",
+    "uuid",
+    "ip",
+    "portMap",
+    "ports",
+    "startedAt",
+    "finishedAt",
+    "exitCode",
+    "restarts",
+)
+
+MAX_MESSAGE = 1024
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes times."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: object) -> datetime | None:
+    """Parse a time written by :func:`format_time` (or any RFC 3339 string); None if absent
+    or malformed (status is input too, and a human may have edited it)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _clip(message: str) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The task's situation in one value: the phase, a reason and a message for people, and
+    which of the abnormal conditions hold."""
+
+    phase: str
+    reason: str
+    message: str
+    ready: bool = False
+    reconciling: bool = False
+    stalled: bool = False
+
+
+def starting(message: str = "preparing the pod", *, replacing: bool = False) -> Summary:
+    """Accepted or (re)starting: the first thing written for a new generation."""
+    return Summary(PENDING, REPLACING if replacing else STARTING, message, reconciling=True)
+
+
+def running(uuid: str, ip: str | None) -> Summary:
+    where = f" at {ip}" if ip else ""
+    return Summary(RUNNING, POD_RUNNING, f"pod {uuid} is running{where}", ready=True)
+
+
+def succeeded(uuid: str | None) -> Summary:
+    pod = f"pod {uuid}" if uuid else "the pod"
+    return Summary(SUCCEEDED, POD_SUCCEEDED, f"{pod} completed with exit code 0", ready=True)
+
+
+def failed(uuid: str | None, exit_code: int | None, *, lost: bool = False) -> Summary:
+    pod = f"pod {uuid}" if uuid else "the pod"
+    if lost:
+        return Summary(FAILED, POD_LOST, f"{pod} disappeared from rkt", stalled=True)
+    code = "an unknown exit code" if exit_code is None else f"exit code {exit_code}"
+    return Summary(FAILED, POD_FAILED, f"{pod} failed with {code}", stalled=True)
+
+
+def backing_off(exit_code: int | None, delay_seconds: float, restarts: int) -> Summary:
+    code = "an unknown exit code" if exit_code is None else f"exit code {exit_code}"
+    times = "restart" if restarts == 1 else "restarts"
+    return Summary(
+        PENDING,
+        CRASH_LOOP_BACK_OFF,
+        f"back-off {delay_seconds:g}s restarting the pod (it exited with {code}; "
+        f"{restarts} {times} so far)",
+        reconciling=True,
+    )
+
+
+def stalled(reason: str, message: str, *, field: str | None = None) -> Summary:
+    """A problem that retrying the same spec cannot fix (invalid spec, prepare refused)."""
+    text = f"{field}: {message}" if field and not message.startswith(field) else message
+    return Summary(FAILED, reason, text, stalled=True)
+
+
+def waiting(reason: str, message: str, *, phase: str = PENDING) -> Summary:
+    """Held back by something that may resolve itself (a missing Secret, rkt failing)."""
+    return Summary(phase, reason, message, reconciling=True)
+
+
+def _condition(
+    kind: str,
+    holds: bool,
+    summary: Summary,
+    previous: Mapping[str, Any] | None,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    status = TRUE if holds else FALSE
+    since = format_time(now)
+    if previous is not None and previous.get("status") == status:
+        since = str(previous.get("lastTransitionTime") or since)
+    return {
+        "type": kind,
+        "status": status,
+        "reason": summary.reason,
+        "message": _clip(summary.message),
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
+
+
+def build_conditions(
+    summary: Summary,
+    previous: Sequence[Mapping[str, Any]] | None,
+    *,
+    generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The full condition list for ``summary``; foreign condition types are kept as they are."""
+    by_type = {c.get("type"): c for c in previous or () if isinstance(c, Mapping)}
+    ours = [
+        _condition(READY, summary.ready, summary, by_type.get(READY), generation, now),
+        _condition(
+            RECONCILING, summary.reconciling, summary, by_type.get(RECONCILING), generation, now
+        ),
+        _condition(STALLED, summary.stalled, summary, by_type.get(STALLED), generation, now),
+    ]
+    foreign = [dict(c) for t, c in by_type.items() if t not in CONDITION_TYPES]
+    return ours + foreign
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """What the status says about the pod (None leaves a field out)."""
+
+    uuid: str | None = None
+    ip: str | None = None
+    port_map: Mapping[str, int] | None = None
+    ports: Sequence[Mapping[str, Any]] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+
+
+def build_status(
+    summary: Summary,
+    pod: PodFacts,
+    *,
+    previous: Mapping[str, Any] | None,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The whole status stanza this agent owns, from scratch (absent keys mean "unset")."""
+    previous = previous or {}
+    status: dict[str, Any] = {
+        "phase": summary.phase,
+        "observedGeneration": generation,
+        "conditions": build_conditions(
+            summary, previous.get("conditions"), generation=generation, now=now
+        ),
+        "message": _clip(summary.message),
+        "restarts": pod.restarts,
+    }
+    optional: dict[str, Any] = {
+        "uuid": pod.uuid,
+        "ip": pod.ip,
+        "portMap": dict(pod.port_map) if pod.port_map else None,
+        "ports": [dict(p) for p in pod.ports] if pod.ports else None,
+        "startedAt": format_time(pod.started_at) if pod.started_at else None,
+        "finishedAt": format_time(pod.finished_at) if pod.finished_at else None,
+        "exitCode": pod.exit_code,
+    }
+    status.update({k: v for k, v in optional.items() if v is not None})
+    return status
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch turning ``current`` into ``desired`` for the keys we own.
+
+    Changed keys are set (``conditions`` as a whole list: merge patches replace lists), owned
+    keys missing from ``desired`` are deleted with ``None``, foreign keys are left alone.
+    An empty dict means there is nothing to write.
+    """
+    current = current or {}
+    patch: dict[str, Any] = {}
+    for key in OWNED_KEYS:
+        if key in desired:
+            if current.get(key) != desired[key]:
+                patch[key] = desired[key]
+        elif current.get(key) is not None:
+            patch[key] = None
+    return patch
+
+
+def condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
+    """The condition of type ``kind`` in ``status``, if any."""
+    for cond in (status or {}).get("conditions") or ():
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return cond
+    return None
+
+
+def is_true(status: Mapping[str, Any] | None, kind: str, *, generation: int | None = None) -> bool:
+    """Whether condition ``kind`` is True (for ``generation``, when given)."""
+    cond = condition(status, kind)
+    if cond is None or cond.get("status") != TRUE:
+        return False
+    return generation is None or cond.get("observedGeneration") == generation
+
+
+def needs_first_write(status: Mapping[str, Any] | None, generation: int) -> bool:
+    """True until the status acknowledges ``generation`` (then tools see it InProgress)."""
+    return (status or {}).get("observedGeneration") != generation
+
+
+def stalled_for(status: Mapping[str, Any] | None, generation: int) -> bool:
+    """The spec of ``generation`` was refused for good (invalid, prepare failed): acting on it
+    again cannot help until the spec changes. A pod's own failure does not count."""
+    cond = condition(status, STALLED)
+    return (
+        is_true(status, STALLED, generation=generation)
+        and cond is not None
+        and cond.get("reason") not in EXIT_REASONS
+    )
+
+
+def settled_uuid(status: Mapping[str, Any] | None, generation: int) -> str | None:
+    """The pod UUID the status has settled on for ``generation`` (reconciling finished for
+    this generation, not refused), else None. A pod launched for an older generation stays
+    the task's pod when the status settled on it after the spec change (a live update)."""
+    status = status or {}
+    cond = condition(status, RECONCILING)
+    if cond is None or cond.get("status") != FALSE:
+        return None
+    if cond.get("observedGeneration") != generation:
+        return None
+    if stalled_for(status, generation):
+        return None
+    uuid = status.get("uuid")
+    return uuid if isinstance(uuid, str) and uuid else None
