@@ -33,7 +33,9 @@ def kstatus(obj_generation: int, status: Mapping[str, Any]) -> str:
 
 
 SITUATIONS = [
-    ("starting", c.starting(), c.PENDING, "InProgress"),
+    ("accepted", c.starting(), c.PENDING, "InProgress"),
+    ("preparing", c.preparing("0a1b2c3d"), c.PREPARING, "InProgress"),
+    ("terminating", c.terminating("0a1b2c3d"), c.TERMINATING, "InProgress"),
     ("replacing", c.starting("stopping the old pod", replacing=True), c.PENDING, "InProgress"),
     ("running", c.running("abc", "172.16.28.2"), c.RUNNING, "Current"),
     ("succeeded", c.succeeded("abc"), c.SUCCEEDED, "Current"),
@@ -52,6 +54,7 @@ def test_each_situation_reads_right_for_kstatus(
     summary: c.Summary, phase: str, health: str
 ) -> None:
     status = c.build_status(summary, c.PodFacts(), previous=None, generation=4, now=T0)
+    c.validate(status)  # what the API model (and so the CRD) accepts
     assert status["phase"] == phase
     assert status["observedGeneration"] == 4
     assert [x["type"] for x in status["conditions"]] == ["Ready", "Reconciling", "Stalled"]
@@ -103,7 +106,7 @@ def test_pod_facts_are_rendered() -> None:
         uuid="abc",
         ip="172.16.28.2",
         port_map={"http": 8080},
-        ports=[{"name": "http", "hostPort": 18080, "protocol": "TCP"}],
+        ports=[{"name": "http", "containerPort": 8080, "hostPort": 18080, "protocol": "TCP"}],
         started_at=T0,
         finished_at=None,
         exit_code=None,
@@ -115,11 +118,16 @@ def test_pod_facts_are_rendered() -> None:
     assert status["uuid"] == "abc"
     assert status["ip"] == "172.16.28.2"
     assert status["portMap"] == {"http": 8080}
-    assert status["ports"] == [{"name": "http", "hostPort": 18080, "protocol": "TCP"}]
+    assert status["ports"] == [
+        {"name": "http", "containerPort": 8080, "hostPort": 18080, "protocol": "TCP"}
+    ]
     assert status["startedAt"] == "2026-01-01T12:00:00Z"
     assert status["restarts"] == 2
     assert "finishedAt" not in status
     assert "exitCode" not in status
+    assert "nodeName" not in c.build_status(
+        c.starting(), c.PodFacts(), previous=None, generation=1, now=T0
+    )
 
 
 def test_exit_code_zero_is_kept() -> None:

@@ -6,7 +6,8 @@ chart's health.lua) and people agree on the task's health:
 ========================  =========  ======  ===========  =======
 situation                 phase      Ready   Reconciling  Stalled
 ========================  =========  ======  ===========  =======
-accepted / starting       Pending    False   True         False
+accepted / waiting        Pending    False   True         False
+preparing / launching     Preparing  False   True         False
 running                   Running    True    False        False
 succeeded (batch done)    Succeeded  True    False        False
 failed, no restart        Failed     False   False        True
@@ -29,9 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-READY = "Ready"
-RECONCILING = "Reconciling"
-STALLED = "Stalled"
+from rkt_operator.model import status as api
+
+READY = api.READY
+RECONCILING = api.RECONCILING
+STALLED = api.STALLED
 CONDITION_TYPES = (READY, RECONCILING, STALLED)
 
 TRUE = "True"
@@ -40,10 +43,11 @@ UNKNOWN = "Unknown"
 
 # Phases (a summary for printer columns and the health checks; conditions are authoritative).
 PENDING = "Pending"
+PREPARING = "Preparing"
 RUNNING = "Running"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
-PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED)
+TERMINATING = "Terminating"
 
 # Reasons: stable CamelCase words (metav1.Condition's reason pattern).
 STARTING = "Starting"
@@ -69,6 +73,8 @@ OWNED_KEYS = (
     "ip",
     "portMap",
     "ports",
+    "portSummary",
+    "nodeName",
     "startedAt",
     "finishedAt",
     "exitCode",
@@ -115,9 +121,20 @@ class Summary:
     stalled: bool = False
 
 
-def starting(message: str = "preparing the pod", *, replacing: bool = False) -> Summary:
+def starting(message: str = "accepted by the node agent", *, replacing: bool = False) -> Summary:
     """Accepted or (re)starting: the first thing written for a new generation."""
     return Summary(PENDING, REPLACING if replacing else STARTING, message, reconciling=True)
+
+
+def preparing(uuid: str | None = None) -> Summary:
+    """rkt is preparing or launching the pod (the UUID is known once prepared)."""
+    message = f"launching pod {uuid}" if uuid else "preparing the pod"
+    return Summary(PREPARING, STARTING, message, reconciling=True)
+
+
+def terminating(uuid: str | None) -> Summary:
+    pod = f"pod {uuid}" if uuid else "the pod"
+    return Summary(TERMINATING, TERMINATING, f"stopping {pod}", reconciling=True)
 
 
 def running(uuid: str, ip: str | None) -> Summary:
@@ -210,7 +227,7 @@ class PodFacts:
     uuid: str | None = None
     ip: str | None = None
     port_map: Mapping[str, int] | None = None
-    ports: Sequence[Mapping[str, Any]] | None = None
+    ports: Sequence[Mapping[str, Any]] | None = None  # status.ports entries (camelCase)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
@@ -224,11 +241,15 @@ def build_status(
     previous: Mapping[str, Any] | None,
     generation: int,
     now: datetime,
+    node_name: str | None = None,
 ) -> dict[str, Any]:
     """The whole status stanza this agent owns, from scratch (absent keys mean "unset")."""
     previous = previous or {}
+    ports = [dict(p) for p in pod.ports or ()]
+    summary_text = api.port_summary(api.PortStatus.model_validate(p) for p in ports)
     status: dict[str, Any] = {
         "phase": summary.phase,
+        "nodeName": node_name,
         "observedGeneration": generation,
         "conditions": build_conditions(
             summary, previous.get("conditions"), generation=generation, now=now
@@ -240,13 +261,20 @@ def build_status(
         "uuid": pod.uuid,
         "ip": pod.ip,
         "portMap": dict(pod.port_map) if pod.port_map else None,
-        "ports": [dict(p) for p in pod.ports] if pod.ports else None,
+        "ports": ports or None,
+        "portSummary": summary_text or None,
         "startedAt": format_time(pod.started_at) if pod.started_at else None,
         "finishedAt": format_time(pod.finished_at) if pod.finished_at else None,
         "exitCode": pod.exit_code,
     }
     status.update({k: v for k, v in optional.items() if v is not None})
-    return status
+    return {k: v for k, v in status.items() if v is not None}
+
+
+def validate(status: Mapping[str, Any]) -> None:
+    """Check a built status against the API model (raises pydantic's ValidationError): a
+    builder bug shows up here rather than as a rejected PATCH."""
+    api.RktTaskStatus.model_validate(dict(status))
 
 
 def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
