@@ -1,0 +1,142 @@
+"""The executor's few files next to a task's directories, and how to read them.
+
+Per pod, in the task's root directory (``TaskDirs.root``):
+
+- ``<uuid>.launch``: written exclusively by the supervisor (``shim``) before it runs
+  ``rkt run-prepared``: its pid and process start time. Proves a launch is under way, so a
+  restarted agent never launches the same prepared pod twice.
+- ``<uuid>.exit``: the exit status of ``rkt run-prepared``, written atomically by the
+  supervisor. A cache: ``rkt status`` (``apps[].exit_code``) wins when it knows.
+- ``<uuid>.stdout.log`` / ``<uuid>.stderr.log``: the rkt process's output (app output and
+  rkt diagnostics).
+
+Per task, under ``<task_root>/.locks/<uid>.lock``: the start lock (``flock``), held while a
+pod is being prepared and inherited by ``rkt prepare`` so that it outlives a killed agent.
+
+Nothing here is the source of truth about pods; rkt is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+_MAX_RECORD_BYTES = 4096
+
+
+def launch_marker(root: Path, uuid: str) -> Path:
+    return root / f"{uuid}.launch"
+
+
+def exit_file(root: Path, uuid: str) -> Path:
+    return root / f"{uuid}.exit"
+
+
+def log_files(root: Path, uuid: str) -> tuple[Path, Path]:
+    return root / f"{uuid}.stdout.log", root / f"{uuid}.stderr.log"
+
+
+def lock_file(task_root: Path, uid: str) -> Path:
+    return task_root / ".locks" / (re.sub(r"[^A-Za-z0-9-]", "_", uid)[:128] + ".lock")
+
+
+def pod_files(root: Path, uuid: str) -> list[Path]:
+    """The supervisor files of one pod (logs excluded)."""
+    return [launch_marker(root, uuid), exit_file(root, uuid)]
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    """How ``rkt run-prepared`` ended, as its supervisor saw it."""
+
+    returncode: int  # as Python reports it: negative = killed by that signal
+    finished_at: datetime
+
+    @property
+    def exit_code(self) -> int:
+        """Shell convention: 128 + signal number for a process killed by a signal."""
+        return self.returncode if self.returncode >= 0 else 128 - self.returncode
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write-to-temp, fsync, rename: readers see the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def write_exit(path: Path, returncode: int) -> None:
+    record = {"returncode": returncode, "finished_at": datetime.now(UTC).isoformat()}
+    write_atomic(path, json.dumps(record).encode())
+
+
+def _read_json(path: Path) -> dict[str, object] | None:
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(_MAX_RECORD_BYTES + 1)
+    except OSError:
+        return None
+    if len(raw) > _MAX_RECORD_BYTES:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_exit(path: Path) -> ExitRecord | None:
+    """The exit record, or None when absent or unreadable (a cache may be lost)."""
+    data = _read_json(path)
+    if data is None:
+        return None
+    rc = data.get("returncode")
+    if not isinstance(rc, int) or isinstance(rc, bool):
+        return None
+    try:
+        finished = datetime.fromisoformat(str(data.get("finished_at")))
+    except ValueError:
+        finished = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    if finished.tzinfo is None:
+        finished = finished.replace(tzinfo=UTC)
+    return ExitRecord(returncode=rc, finished_at=finished)
+
+
+def marker_content(pid: int) -> bytes:
+    return json.dumps({"pid": pid, "create_time": psutil.Process(pid).create_time()}).encode()
+
+
+def marker_alive(path: Path) -> bool:
+    """Is the supervisor that wrote this launch marker still running?"""
+    data = _read_json(path)
+    if data is None:
+        return False
+    pid, created = data.get("pid"), data.get("create_time")
+    if not isinstance(pid, int) or not isinstance(created, int | float):
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - float(created)) < 0.01 and proc.status() not in (
+            psutil.STATUS_ZOMBIE,
+            psutil.STATUS_DEAD,
+        )
+    except psutil.Error:
+        return False
+
+
+def remove_quietly(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,407 @@
+"""The node-local executor: the only executor surface the agent uses.
+
+Starts pods so that they outlive the agent, observes, stops, removes and measures them. It
+keeps no database: after a restart it finds its pods again from what rkt reports (every pod
+is stamped with the task identity through ``--user-annotation``) plus the supervisor's exit
+files, a cache that ``rkt status`` overrules. Starting is idempotent and crash-safe:
+
+- a per-task start lock (in-process ``asyncio.Lock`` + ``flock``) serialises starts; the
+  lock descriptor is inherited by ``rkt prepare``, so a prepare orphaned by a killed agent
+  still holds it and the next agent waits for it instead of preparing a second pod;
+- a prepared pod of the task is adopted, and launched only if no launch is under way
+  (launch marker / systemd unit);
+- the launch itself is claimed exclusively by the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from rkt_operator import errors
+from rkt_operator.executor import discovery, files, stats
+from rkt_operator.executor.launcher import Launcher
+from rkt_operator.rkt import pods
+from rkt_operator.rkt.cli import RktCli
+from rkt_operator.rkt.pods import PodStatus
+from rkt_operator.rkt.types import (
+    ANN_GENERATION,
+    ANN_NAME,
+    ANN_NAMESPACE,
+    ANN_UID,
+    LaunchPlan,
+    TaskDirs,
+    TaskIdentity,
+)
+from rkt_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PodStats = stats.PodStats
+FORCE_WAIT_SECONDS = 10.0  # after `rkt stop --force`, how long the pod may take to go
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    uuid: str
+    identity: TaskIdentity | None
+    state: str
+    running: bool
+    finished: bool
+    exit_code: int | None
+    ip: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    port_map: Mapping[str, int] = field(default_factory=dict)
+
+
+def identity_from(annotations: Mapping[str, str]) -> TaskIdentity | None:
+    """The task identity stamped on a pod, or None if the pod is not (fully) ours."""
+    try:
+        return TaskIdentity(
+            namespace=annotations[ANN_NAMESPACE],
+            name=annotations[ANN_NAME],
+            uid=annotations[ANN_UID],
+            generation=int(annotations[ANN_GENERATION]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def effective_kill_timeout(desired: float, maximum: float) -> float:
+    """Nomad's GetKillTimeout: desired <= 0 -> 1 s; max <= 0 -> 10 s; the smaller wins."""
+    return min(desired if desired > 0 else 1.0, maximum if maximum > 0 else 10.0)
+
+
+def _write_secret_env(path: Path, env: Iterable[tuple[str, str]]) -> None:
+    lines = []
+    for name, value in env:
+        if "\n" in value or "\r" in value or "\n" in name:
+            raise errors.SpecError(f"secret environment variable {name!r} contains a newline")
+        lines.append(f"{name}={value}\n")
+    files.write_atomic(path, "".join(lines).encode(), mode=0o600)
+    os.chmod(path, 0o600)
+
+
+class Executor:
+    def __init__(
+        self, *, settings: Settings, rkt: RktCli, launcher: Launcher | None = None
+    ) -> None:
+        self.settings = settings
+        self.rkt = rkt
+        self.launcher = launcher or Launcher(settings=settings, rkt=rkt)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ start
+
+    async def ensure_started(self, plan: LaunchPlan) -> PodObservation:
+        """Idempotent, crash-safe start of the pod of ``plan.identity`` (uid + generation).
+        See /tmp/executor-api.md and the module docstring."""
+        identity = plan.identity
+        async with self._start_lock(identity.uid) as lock_fd:
+            # 1. Adopt a live pod of this uid+generation, if rkt knows one.
+            mine = [
+                p
+                for p in await self.rkt.list()
+                if identity_from(p.annotations()) == identity and p.state in ("prepared", "running")
+            ]
+            if mine:
+                mine.sort(key=lambda p: p.created_at.timestamp() if p.created_at else 0.0)
+                pod = mine[-1]
+                if len(mine) > 1:
+                    log.warning(
+                        "several live pods for one task uid=%s pods=%s",
+                        identity.uid,
+                        [p.uuid for p in mine],
+                    )
+                log.info("adopting pod uid=%s uuid=%s state=%s", identity.uid, pod.uuid, pod.state)
+                if pod.state == "prepared":
+                    await self._launch_adopted(plan, pod.uuid)
+                return await self._await_running(plan, pod.uuid)
+            # 2. Fresh start: directories, secrets, trust, prepare, launch.
+            await asyncio.to_thread(self._make_dirs, plan)
+            if plan.trust:
+                await self.rkt.trust(plan.trust, secrets=plan.redact)
+            uuid = await self.rkt.prepare(plan.prepare, secrets=plan.redact, pass_fds=(lock_fd,))
+            log.info(
+                "pod prepared uid=%s generation=%s uuid=%s", identity.uid, identity.generation, uuid
+            )
+            await self.launcher.launch(plan, uuid)
+            return await self._await_running(plan, uuid)
+
+    def _make_dirs(self, plan: LaunchPlan) -> None:
+        dirs = plan.dirs
+        for path in (dirs.root, dirs.alloc, dirs.local, dirs.secrets):
+            path.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if plan.secret_env:
+            _write_secret_env(dirs.secret_env_file, plan.secret_env)
+
+    async def _launch_adopted(self, plan: LaunchPlan, uuid: str) -> None:
+        root = plan.dirs.root
+        if not await self.launcher.launched(root, uuid):
+            await asyncio.to_thread(self._make_dirs, plan)
+            await self.launcher.launch(plan, uuid)
+            return
+        await self._check_launch(root, uuid, "prepared")
+
+    async def _check_launch(self, root: Path, uuid: str, state: str) -> None:
+        """A pod still prepared whose run-prepared already exited never ran: remove it so the
+        next attempt prepares a fresh one, and report why."""
+        if state != "prepared":
+            return
+        record = files.read_exit(files.exit_file(root, uuid))
+        if record is None:
+            return
+        stderr_log = files.log_files(root, uuid)[1]
+        try:
+            tail = stderr_log.read_bytes()[-600:].decode(errors="replace").strip()
+        except OSError:
+            tail = ""
+        with contextlib.suppress(errors.PodNotFound):
+            await self.rkt.rm(uuid)
+        files.remove_quietly(*files.pod_files(root, uuid))
+        raise errors.RktError(
+            f"rkt run-prepared exited with {record.exit_code} before pod {uuid} ran: {tail}",
+            returncode=record.exit_code,
+            stderr=tail,
+        )
+
+    async def _await_running(self, plan: LaunchPlan, uuid: str) -> PodObservation:
+        """Wait for the pod to leave ``prepared``; discover its network when the plan asks."""
+        root = plan.dirs.root
+
+        async def check(status: PodStatus) -> None:
+            await self._check_launch(root, uuid, status.state)
+
+        names = plan.port_names if plan.discover_network else ()
+        try:
+            found = await discovery.discover(
+                self.rkt,
+                uuid,
+                want_ip=plan.discover_network,
+                port_names=names,
+                deadline_seconds=self.settings.discovery_timeout_seconds,
+                check=check,
+            )
+        except errors.NetworkDiscoveryError as exc:
+            observed = await self.observe(uuid)
+            if observed is None or observed.finished:
+                return observed or self._gone(uuid, plan.identity)
+            log.warning("network discovery failed uuid=%s error=%s", uuid, exc)
+            if not plan.network_required:
+                return observed
+            await self.stop(uuid, kill_timeout=plan.kill_timeout_seconds)
+            await self.remove(uuid)
+            raise errors.NetworkDiscoveryError(
+                f"Trying to map ports but driver could not determine network information: {exc}"
+            ) from exc
+        return self._observation(found.status, port_map=found.port_map)
+
+    @staticmethod
+    def _gone(uuid: str, identity: TaskIdentity) -> PodObservation:
+        return PodObservation(
+            uuid=uuid,
+            identity=identity,
+            state="gone",
+            running=False,
+            finished=True,
+            exit_code=None,
+            ip=None,
+            created_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _start_lock(self, uid: str) -> AsyncIterator[int]:
+        async with self._locks.setdefault(uid, asyncio.Lock()):
+            path = files.lock_file(self.settings.task_root, uid)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                await self._flock(fd, uid)
+                yield fd
+            finally:
+                os.close(fd)  # also releases the flock (unless a prepare still holds it)
+
+    async def _flock(self, fd: int, uid: str) -> None:
+        deadline = time.monotonic() + self.settings.rkt_timeout_seconds
+        attempt = 0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise errors.RktTimeout(
+                        f"another start of task {uid} (an earlier rkt prepare) is still running"
+                    ) from None
+                if attempt == 0:
+                    log.info("waiting for an earlier start of the task uid=%s", uid)
+                await asyncio.sleep(discovery.next_delay(attempt))
+                attempt += 1
+
+    # ------------------------------------------------------------------ observe
+
+    def _observation(
+        self, status: PodStatus, *, port_map: Mapping[str, int] | None = None
+    ) -> PodObservation:
+        identity = identity_from(status.annotations())
+        exit_code: int | None = None
+        finished_at: datetime | None = None
+        if status.finished:
+            codes = [a.exit_code for a in status.apps if a.exit_code is not None]
+            exit_code = next((c for c in codes if c != 0), codes[0] if codes else None)
+            finished_at = max((a.finished_at for a in status.apps if a.finished_at), default=None)
+            if (exit_code is None or finished_at is None) and identity is not None:
+                root = TaskDirs.for_task(self.settings.task_root, identity).root
+                record = files.read_exit(files.exit_file(root, status.uuid))
+                if record is not None:
+                    exit_code = record.exit_code if exit_code is None else exit_code
+                    finished_at = finished_at or record.finished_at
+        return PodObservation(
+            uuid=status.uuid,
+            identity=identity,
+            state=status.state,
+            running=status.state == "running",
+            finished=status.finished,
+            exit_code=exit_code,
+            ip=pods.pod_ip(status),
+            created_at=status.created_at,
+            started_at=status.started_at,
+            finished_at=finished_at,
+            port_map=dict(port_map or {}),
+        )
+
+    async def list_pods(self) -> list[PodObservation]:
+        """All pods rkt reports on this node that carry our identity annotations."""
+        observed = [self._observation(p) for p in await self.rkt.list()]
+        return [o for o in observed if o.identity is not None]
+
+    async def pods_for(self, uid: str) -> list[PodObservation]:
+        """The pods of one task (any generation), newest first."""
+        mine = [o for o in await self.list_pods() if o.identity and o.identity.uid == uid]
+        mine.sort(key=lambda o: o.created_at.timestamp() if o.created_at else 0.0, reverse=True)
+        return mine
+
+    async def observe(self, uuid: str) -> PodObservation | None:
+        """Fresh observation of one pod; None if rkt no longer knows it."""
+        try:
+            return self._observation(await self.rkt.status(uuid))
+        except errors.PodNotFound:
+            return None
+        except errors.RktError as exc:
+            if type(exc) is not errors.RktError:
+                raise
+        # JSON status fails for pods without a manifest (preparing, aborted prepare).
+        try:
+            text = await self.rkt.status_text(uuid)
+        except errors.PodNotFound:
+            return None
+        return PodObservation(
+            uuid=uuid,
+            identity=None,
+            state=text.state,
+            running=text.state == "running",
+            finished=text.state in pods.FINISHED_STATES,
+            exit_code=None,
+            ip=None,
+            created_at=text.created_at,
+            started_at=text.started_at,
+            finished_at=None,
+        )
+
+    # ------------------------------------------------------------------ stop / remove
+
+    async def stop(self, uuid: str, *, kill_timeout: float) -> None:
+        """``rkt stop``, wait up to the (capped) kill timeout, then ``rkt stop --force``.
+        Idempotent: an already-stopped, never-started or unknown pod is fine."""
+        grace = effective_kill_timeout(kill_timeout, self.settings.max_kill_timeout_seconds)
+        try:
+            await self.rkt.stop(uuid)
+        except errors.PodNotFound:
+            return
+        except errors.PodWrongState:
+            observed = await self.observe(uuid)
+            if observed is None or not observed.running:
+                return  # prepared (never ran) or being prepared: nothing to stop
+            await self.rkt.stop(uuid)
+        if await self._wait_finished(uuid, grace):
+            log.info("pod stopped uuid=%s", uuid)
+            return
+        log.warning("pod ignored stop, killing uuid=%s kill_timeout=%s", uuid, grace)
+        with contextlib.suppress(errors.PodNotFound, errors.PodWrongState):
+            await self.rkt.stop(uuid, force=True)
+        if not await self._wait_finished(uuid, FORCE_WAIT_SECONDS):
+            raise errors.RktError(f"pod {uuid} still running after rkt stop --force")
+
+    async def _wait_finished(self, uuid: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        attempt = 0
+        while True:
+            observed = await self.observe(uuid)
+            if observed is None or not observed.running:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(remaining, discovery.next_delay(attempt)))
+            attempt += 1
+
+    async def remove(self, uuid: str) -> None:
+        """``rkt rm``; idempotent (unknown pod is fine); a running pod raises PodWrongState."""
+        observed = await self.observe(uuid)
+        if observed is None:
+            return
+        with contextlib.suppress(errors.PodNotFound):
+            await self.rkt.rm(uuid)
+        if observed.identity is not None:
+            root = TaskDirs.for_task(self.settings.task_root, observed.identity).root
+            files.remove_quietly(*files.pod_files(root, uuid))
+        log.info("pod removed uuid=%s", uuid)
+
+    async def cleanup(self, identity: TaskIdentity) -> None:
+        """Remove the task directories (and supervisor files) of a deleted task."""
+        task_root = self.settings.task_root.resolve()
+        root = TaskDirs.for_task(task_root, identity).root
+        if task_root not in root.resolve().parents:
+            raise errors.SpecError(f"task directory {root} escapes {task_root}")
+        await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
+        files.remove_quietly(files.lock_file(self.settings.task_root, identity.uid))
+        self._locks.pop(identity.uid, None)
+        log.info("task directories removed uid=%s", identity.uid)
+
+    # ------------------------------------------------------------------ stats / signals
+
+    async def _pod_pid(self, uuid: str) -> int | None:
+        text = await self.rkt.status_text(uuid)
+        if text.state != "running":
+            return None
+        return text.pid or stats.pid_from_pod_dir(self.settings.rkt_dir, uuid)
+
+    async def stats(self, uuid: str) -> PodStats | None:
+        """CPU seconds and RSS of the pod's process tree; None unless running."""
+        try:
+            pid = await self._pod_pid(uuid)
+        except errors.PodNotFound:
+            return None
+        return None if pid is None else await asyncio.to_thread(stats.collect, pid)
+
+    async def signal(self, uuid: str, signum: int) -> None:
+        """Deliver ``signum`` to the pod's app processes (PodWrongState unless running)."""
+        pid = await self._pod_pid(uuid)
+        procs = [] if pid is None else await asyncio.to_thread(stats.app_processes, pid)
+        if not procs:
+            raise errors.PodWrongState(f"pod {uuid} has no running app process to signal")
+        sent = await asyncio.to_thread(stats.send, procs, signum)
+        log.info("signal sent uuid=%s signal=%d processes=%d", uuid, signum, sent)
