@@ -33,10 +33,11 @@ def helm(kubebuilder_assets: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="session")
 def render(helm: Helm) -> Render:
-    """``render(*extra_args, namespace=...)``: the chart's objects from ``helm template``."""
+    """``render(*extra_args, namespace=..., release=...)``: the chart's objects from
+    ``helm template``."""
 
-    def run(*args: str, namespace: str = "rkt-system") -> list[dict[str, Any]]:
-        done = helm("template", "t", str(CHART), "--namespace", namespace, *args)
+    def run(*args: str, namespace: str = "rkt-system", release: str = "t") -> list[dict[str, Any]]:
+        done = helm("template", release, str(CHART), "--namespace", namespace, *args)
         return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
     return run
