@@ -9,6 +9,7 @@ clean-up and its errors.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from fixtures_k8s import REPO, Kubectl
+from rkt_operator.testing import controlplane
 from rkt_operator.testing.controlplane import ControlPlane, ControlPlaneError
 from rkt_operator.testing.kube import get_json
 
@@ -213,7 +215,9 @@ def test_binaries_report_the_pinned_versions(control_plane: ControlPlane, kubect
 
 def test_api_client_and_metrics_reach_the_server(control_plane: ControlPlane) -> None:
     with control_plane.api_client() as api:
-        assert client.CoreV1Api(api).read_namespace("default").metadata.name == "default"
+        default = client.CoreV1Api(api).read_namespace("default")
+        assert default.metadata is not None
+        assert default.metadata.name == "default"
     assert "apiserver_request_total" in control_plane.metrics()
 
 
@@ -309,3 +313,37 @@ def test_cli_up_leaves_a_cluster_running_until_down(
         [*kubectl, "get", "ns", "--request-timeout=5s"], capture_output=True, text=True
     )
     assert gone.returncode != 0
+
+
+def test_port_race_is_retried_with_new_ports(
+    kubebuilder_assets: Path, runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt gets an etcd client port that another socket holds; the start retries."""
+    real_free_ports = controlplane._free_ports
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        handed_out: list[list[int]] = []
+
+        def free_ports(count: int) -> list[int]:
+            ports = real_free_ports(count)
+            if not handed_out:
+                ports[0] = taken
+            handed_out.append(ports)
+            return ports
+
+        monkeypatch.setattr(controlplane, "_free_ports", free_ports)
+        with ControlPlane(kubebuilder_assets, base_dir=runs) as plane:
+            assert len(handed_out) == 2
+            etcd_log = plane.log_path("etcd").read_text()
+            assert "=== attempt 1" in etcd_log
+            assert "address already in use" in etcd_log
+            assert "=== attempt 2" in etcd_log
+            assert plane.server == f"https://127.0.0.1:{handed_out[1][2]}"
+            assert (
+                plane.kubectl("get", "ns", "default", "-o", "name").stdout.strip()
+                == "namespace/default"
+            )
+    assert not [pid for pid in plane.started_pids if alive(pid)]
+    assert list(runs.iterdir()) == []
