@@ -9,6 +9,7 @@ the agent by hand exactly as the DaemonSet describes it.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,20 @@ def _literal_env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container["env"]}
 
 
-def test_notes_tell_the_next_step(release: tuple[str, str, str]) -> None:
+def test_notes_tell_the_next_step(
+    release: tuple[str, str, str], control_plane: ControlPlane
+) -> None:
     _, namespace, output = release
     assert "NOTES:" in output
     assert f"kubectl label namespace {namespace} pod-security.kubernetes.io/enforce" in output
     assert "kubectl wait --for=condition=Ready rkt/hello" in output
+    # The first task the notes suggest is a valid RktTask for this API server.
+    example = output.split("<<'YAML'\n")[1].split("     YAML\n")[0]
+    example = textwrap.dedent(example).replace("<a node name>", "node-a")
+    done = control_plane.kubectl(
+        "apply", "--dry-run=server", "--namespace", namespace, "-f", "-", input=example
+    )
+    assert "rkttask.rktoperator.io/hello created (server dry run)" in done.stdout
 
 
 def _token_kubeconfig(
