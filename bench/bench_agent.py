@@ -1,0 +1,249 @@
+"""Benchmark of the rkt-operator node agent against a floor, on a real local control plane.
+
+One command (``make bench``, or ``.venv/bin/python bench/bench_agent.py``) starts etcd and
+kube-apiserver, installs the CRD, runs ONE agent (``rkt-operator run``) on the rkt simulator
+for node ``bench-node`` with a long-running busybox image in the node's store, applies N
+tasks at once and prints apply-to-Running latency (p50/p95/p99), throughput, API writes per
+task (the API server's own ``apiserver_request_total``), peak RSS and CPU; then the same for
+the floors (``floor.py``: the same watch and the same final status, no rkt work) on fresh
+batches for other node names, and the agent/floor ratios. Everything it started is stopped
+and removed at the end, also on Ctrl-C or SIGTERM. See bench/README.md for how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from controllers import REPO, Controller
+from controllers import agent as agent_controller
+from controllers import floor as floor_controller
+from phase import run_phase
+from report import PhaseResult, render_json, render_text
+from rkt_operator.testing.controlplane import ControlPlane
+from simnode import IMAGE_NAME, IMAGE_VERSION, SimNode, service_spec
+
+log = logging.getLogger("bench")
+
+NAMESPACE = "bench"
+AGENT_NODE = "bench-node"
+VENV_BIN = Path(sys.executable).parent
+FLOOR_ENGINES = ("kopf", "client")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench_agent.py", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--tasks", type=int, default=200, help="tasks per batch (default 200)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="seconds a batch may take to be all Running (default 900)",
+    )
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="also write the figures as JSON to FILE; alone, JSON goes to stdout and the "
+        "table to stderr",
+    )
+    parser.add_argument(
+        "--floors",
+        default=",".join(FLOOR_ENGINES),
+        help="floor engines to measure, comma-separated: kopf, client, or none",
+    )
+    parser.add_argument("--no-agent", action="store_true", help="measure the floors only")
+    parser.add_argument(
+        "--assets",
+        type=Path,
+        default=None,
+        help="folder with etcd, kube-apiserver, kubectl (default: $KUBEBUILDER_ASSETS)",
+    )
+    parser.add_argument("--crds", type=Path, default=REPO / "crds", help="CRD folder")
+    parser.add_argument(
+        "--agent-arg",
+        action="append",
+        default=[],
+        help="extra flag for `rkt-operator run` (repeatable), e.g. --agent-arg=--log-level=DEBUG",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (logs, manifests)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+    args = parser.parse_args(argv)
+    if args.tasks < 1:
+        parser.error("--tasks must be at least 1")
+    floors = [f.strip() for f in args.floors.split(",") if f.strip() and f.strip() != "none"]
+    unknown = sorted(set(floors) - set(FLOOR_ENGINES))
+    if unknown:
+        parser.error(f"unknown floor engine(s): {', '.join(unknown)}")
+    args.floor_engines = floors
+    if args.no_agent and not floors:
+        parser.error("nothing to measure")
+    if args.assets is None:
+        value = os.environ.get("KUBEBUILDER_ASSETS", "")
+        if not value:
+            parser.error(
+                "set KUBEBUILDER_ASSETS or pass --assets (`make bench` does it: "
+                "`export $(bash .ci/testbin.sh | tail -1)`)"
+            )
+        args.assets = Path(value)
+    return args
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _setup_cluster(plane: ControlPlane, crds: Path, nodes: list[str]) -> None:
+    installed = plane.apply_crds(crds)
+    if not any("rkttasks.rktoperator.io" in name for name in installed):
+        raise RuntimeError(f"no RktTask CRD in {crds}")
+    plane.kubectl("create", "namespace", NAMESPACE)
+    for node in nodes:
+        plane.kubectl(
+            "apply", "-f", "-",
+            input=f'{{"apiVersion": "v1", "kind": "Node", "metadata": {{"name": "{node}"}}}}',
+        )  # fmt: skip
+
+
+def _meta(args: argparse.Namespace, plane: ControlPlane) -> dict[str, Any]:
+    import kopf  # only for its version
+
+    server = plane.kubectl("version", "-o", "json").stdout
+    version = _json_field(server, "serverVersion", "gitVersion")
+    return {
+        "tasks": args.tasks,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "kube_apiserver": version,
+        "python": platform.python_version(),
+        "kopf": getattr(kopf, "__version__", "?"),
+        "cpus": os.cpu_count(),
+        "host": platform.platform(),
+    }
+
+
+def _json_field(text: str, *path: str) -> str:
+    import json
+
+    try:
+        value: Any = json.loads(text)
+        for key in path:
+            value = value[key]
+        return str(value)
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
+def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
+    nodes = ([] if args.no_agent else [AGENT_NODE]) + [
+        f"bench-floor-{e}" for e in args.floor_engines
+    ]
+    sim: SimNode | None = None
+    with ControlPlane(args.assets, base_dir=workdir) as plane:
+        try:
+            log.info("control plane up in %.1fs", plane.startup_seconds or 0)
+            _setup_cluster(plane, args.crds, nodes)
+            api = plane.api_client()
+            common: dict[str, Any] = {
+                "api": api,
+                "kubectl": plane.kubectl,
+                "metrics": plane.metrics,
+                "workdir": workdir / "manifests",
+                "namespace": NAMESPACE,
+                "tasks": args.tasks,
+                "timeout": args.timeout,
+            }
+            results: list[PhaseResult] = []
+            spec = service_spec(f"{IMAGE_NAME}:{IMAGE_VERSION}")
+            if not args.no_agent:
+                sim = SimNode(workdir / "node", rkt_sim=VENV_BIN / "rkt-sim")
+                spec = sim.prepare()
+                controller = agent_controller(
+                    venv_bin=VENV_BIN,
+                    node=AGENT_NODE,
+                    rkt_dir=sim.rkt_dir,
+                    local_config=sim.local_config,
+                    task_root=sim.task_root,
+                    kubeconfig=plane.kubeconfig,
+                    log=workdir / "logs" / "agent.log",
+                    extra=args.agent_arg,
+                )
+                results.append(_phase(controller, spec, common))
+            for engine in args.floor_engines:
+                controller = floor_controller(
+                    python=Path(sys.executable),
+                    engine=engine,
+                    node=f"bench-floor-{engine}",
+                    kubeconfig=plane.kubeconfig,
+                    log=workdir / "logs" / f"floor-{engine}.log",
+                )
+                results.append(_phase(controller, spec, common))
+            meta = _meta(args, plane)
+            api.close()  # type: ignore[no-untyped-call]
+        finally:
+            for s in (signal.SIGINT, signal.SIGTERM):  # the clean-up must run to its end
+                signal.signal(s, signal.SIG_IGN)
+            if sim is not None:
+                sim.cleanup()
+    header = (
+        f"rkt-operator agent benchmark: {args.tasks} tasks per batch, "
+        f"kube-apiserver {meta['kube_apiserver']}, Python {meta['python']}, "
+        f"kopf {meta['kopf']}, {meta['cpus']} CPUs"
+    )
+    print(render_text(results[0], results[1:], header), file=out, flush=True)
+    if args.json == "-":
+        print(render_json(results[0], results[1:], meta))
+    elif args.json:
+        Path(args.json).write_text(render_json(results[0], results[1:], meta) + "\n")
+    incomplete = [r.name for r in results if r.running < r.tasks]
+    return 1 if incomplete else 0
+
+
+def _phase(controller: Controller, spec: dict[str, Any], common: dict[str, Any]) -> PhaseResult:
+    log.info("phase %s: starting (%s)", controller.name, controller.log)
+    result = run_phase(controller, spec=spec, **common)
+    log.info(
+        "phase %s: %d/%d Running in %.1fs", result.name, result.running, result.tasks,
+        result.wall_seconds,
+    )  # fmt: skip
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="rkt-bench-"))
+    out = sys.stderr if args.json == "-" else sys.stdout
+    try:
+        return _run(args, workdir, out)
+    except KeyboardInterrupt:
+        print("interrupted: everything started was stopped", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
