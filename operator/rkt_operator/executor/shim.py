@@ -99,11 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pid == 0:  # the supervisor
         os.close(read_end)
         os.setsid()
-        # Nothing of the launcher's stdout pipe may stay open in the long-lived process.
+        # Nothing of the launcher's pipes may stay open in the long-lived process: its own
+        # diagnostics (a traceback, if ever) go to the pod's stderr log.
         devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1):
-            os.dup2(devnull, fd)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
         os.close(devnull)
+        try:
+            log_fd = os.open(args.stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError:
+            log_fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
         code = 1
         try:
             code = _supervise(args, command, write_end)
