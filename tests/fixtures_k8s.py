@@ -19,7 +19,7 @@ from types import FrameType
 
 import pytest
 
-from rkt_operator.testing.controlplane import ControlPlane, log_tail
+from rkt_operator.testing.controlplane import ControlPlane, ControlPlaneError, log_tail
 from rkt_operator.testing.kube import unique_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,8 +62,14 @@ def control_plane(
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     plane = ControlPlane(kubebuilder_assets)
     try:
-        plane.start()
-        plane.apply_crds(CRDS)
+        failure = None
+        try:
+            plane.start()
+            plane.apply_crds(CRDS)
+        except ControlPlaneError as exc:  # its message says it all; tracebacks would bury it
+            failure = str(exc)
+        if failure is not None:
+            pytest.fail(f"the test control plane did not start: {failure}", pytrace=False)
         request.config.stash[_PLANE] = plane
         yield plane
     finally:

@@ -81,9 +81,13 @@ def serve(assets: Path, directory: Path, timeout: float) -> int:
 def up(assets: Path, directory: Path, timeout: float) -> int:
     """Start a detached ``serve`` process and wait until its control plane is ready."""
     kubeconfig = directory / "kubeconfig"
-    if _serve_pid(directory) is not None and kubeconfig.exists():
-        _report(kubeconfig, "already running")
-        return 0
+    running = _serve_pid(directory)
+    if running is not None:
+        if kubeconfig.exists():
+            _report(kubeconfig, "already running")
+            return 0
+        sys.stderr.write(f"a control plane is still starting in {directory} (pid {running})\n")
+        return 1
     directory.mkdir(parents=True, exist_ok=True)
     kubeconfig.unlink(missing_ok=True)
     serve_log = directory / "serve.log"

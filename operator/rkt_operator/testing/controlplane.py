@@ -54,7 +54,8 @@ class KubectlError(subprocess.CalledProcessError):
 
     def __str__(self) -> str:
         argv = self.cmd if isinstance(self.cmd, list) else [str(self.cmd)]
-        shown = " ".join(str(a) for a in argv[2:])  # drop the binary and --kubeconfig
+        harness = ("--kubeconfig=", "--cache-dir=")  # added by ControlPlane.kubectl, not the caller
+        shown = " ".join(str(a) for a in argv[1:] if not str(a).startswith(harness))
         return f"kubectl {shown} exited {self.returncode}: {(self.stderr or '').strip()}"
 
 
@@ -416,8 +417,13 @@ class ControlPlane:
             return []
         names: list[str] = []
         for path in sorted(folder.iterdir()):
-            if path.suffix in (".yaml", ".yml", ".json"):
-                names += [n for n in self.apply(path.read_text()) if n.startswith("customres")]
+            if path.suffix not in (".yaml", ".yml", ".json"):
+                continue
+            try:
+                applied = self.apply(path.read_text())
+            except KubectlError as exc:
+                raise ControlPlaneError(f"cannot install {path}: {exc}") from exc
+            names += [n for n in applied if n.startswith("customresourcedefinition")]
         if names:
             self.kubectl("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *names)
         return names
