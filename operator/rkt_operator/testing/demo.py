@@ -1,0 +1,307 @@
+"""The local demo behind ``make demo``: a control plane, two simulated nodes with their agents,
+the examples applied, and the resulting table of tasks.
+
+Owns the demo's sequence and its state file. ``run`` starts a control plane (the detached
+``cluster`` server, so that ``--keep`` can leave it behind), registers Node objects
+``node-a`` and ``node-b``, builds the example images and fetches them into each node's
+rkt-sim store, starts one agent per node, applies ``examples/``, waits until every task is
+Running (services) or Succeeded (run-once tasks), prints ``kubectl get rkttasks -o wide``
+and tears everything down, or with ``--keep`` leaves it all running and says how to stop
+it. ``--stop DIR`` is that teardown: tasks deleted (their agents stop the pods), agents
+stopped, leftover pods removed, control plane stopped, directory removed.
+
+    python -m rkt_operator.testing.demo --assets DIR [--keep] [--dir DIR]
+    python -m rkt_operator.testing.demo --stop DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rkt_operator.testing import cluster, demo_images
+from rkt_operator.testing.demo_nodes import NodeError, SimNode, stop_agent
+
+REPO = Path(__file__).resolve().parents[3]
+NODES = ("node-a", "node-b")
+STATE = "demo.json"
+
+
+def say(text: str) -> None:
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()
+
+
+class DemoError(RuntimeError):
+    """A step of the demo failed; the message says which and why."""
+
+
+class Demo:
+    """One demo instance rooted at ``directory`` (which its state file describes)."""
+
+    def __init__(self, directory: Path, bin_dir: Path, kubectl: Path | None = None) -> None:
+        self.dir = directory
+        self.bin_dir = bin_dir
+        self.kubectl_bin = kubectl
+        self.nodes = [SimNode(name, directory / name, bin_dir) for name in NODES]
+        self.agents: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.dir / "cluster"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig"
+
+    # ----- state file -------------------------------------------------------------------------
+
+    def save(self, **extra: Any) -> None:
+        state = {
+            "kubectl": str(self.kubectl_bin),
+            "bin_dir": str(self.bin_dir),
+            "agents": {name: popen.pid for name, popen in self.agents.items()},
+            **extra,
+        }
+        (self.dir / STATE).write_text(json.dumps(state, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> tuple[Demo, dict[str, Any]]:
+        state = json.loads((directory / STATE).read_text())
+        demo = cls(directory, Path(state["bin_dir"]), Path(state["kubectl"]))
+        return demo, state
+
+    # ----- kubectl ----------------------------------------------------------------------------
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        if self.kubectl_bin is None:
+            raise DemoError("no kubectl")
+        argv = [str(self.kubectl_bin), f"--kubeconfig={self.kubeconfig}", *args]
+        done = subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=120, check=False
+        )
+        if check and done.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return done
+
+    # ----- set-up -----------------------------------------------------------------------------
+
+    def start_cluster(self, assets: Path) -> None:
+        say(f"[1/6] starting a local control plane (etcd + kube-apiserver) in {self.cluster_dir}")
+        if cluster.up(assets, self.cluster_dir, timeout=120.0) != 0:
+            raise DemoError("the control plane did not start (see above)")
+        crd = REPO / "crds" / "rkttasks.rktoperator.io.yaml"
+        self.kubectl("apply", "--server-side", "-f", str(crd))
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s",
+            "customresourcedefinition/rkttasks.rktoperator.io",
+        )  # fmt: skip
+        say("      RktTask CRD installed")
+
+    def register_nodes(self) -> None:
+        say(f"[2/6] registering Node objects {', '.join(NODES)} (no kubelet: objects only)")
+        for node in self.nodes:
+            manifest = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": node.name, "labels": {"kubernetes.io/os": "linux"}},
+            }
+            self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest))
+
+    def prepare_images(self, examples: Path) -> None:
+        say("[3/6] building the example images and fetching them into each node's rkt store")
+        images = demo_images.build(self.dir / "images")
+        for node in self.nodes:
+            node.prepare()
+            for aci in images:
+                node.fetch(aci)
+        say(f"      {', '.join(p.name for p in images)} -> {', '.join(NODES)}")
+        for path in demo_images.host_volume_dirs(examples, self.dir):
+            say(f"      host directory {path} prepared for the host-volume example")
+
+    def start_agents(self) -> None:
+        say("[4/6] starting one agent per node: rkt-operator run --node-name=<node> ...")
+        for node in self.nodes:
+            popen = node.start_agent(self.kubeconfig, _free_port())
+            self.agents[node.name] = popen
+            say(f"      {node.name}: pid {popen.pid}, log {node.agent_log}")
+        self.save()
+
+    def apply_examples(self, examples: Path) -> None:
+        say(f"[5/6] kubectl apply -f {examples}")
+        done = self.kubectl("apply", "--namespace=default", "-f", str(examples))
+        for line in done.stdout.splitlines():
+            say(f"      {line}")
+
+    # ----- waiting ----------------------------------------------------------------------------
+
+    def wait_for_tasks(self, timeout: float) -> None:
+        say("[6/6] waiting for every task: services Running and Ready, run-once tasks Succeeded")
+        deadline = time.monotonic() + timeout
+        seen: dict[str, str] = {}
+        while True:
+            for name, popen in self.agents.items():
+                if popen.poll() is not None:
+                    raise DemoError(f"the agent of {name} exited with code {popen.returncode}")
+            tasks = json.loads(self.kubectl("get", "rkttasks", "-A", "-o", "json").stdout)
+            pending = []
+            for task in tasks["items"]:
+                name = task["metadata"]["name"]
+                verdict, text = _judge(task)
+                if seen.get(name) != text:
+                    seen[name] = text
+                    say(f"      {name} ({task['spec']['nodeName']}): {text}")
+                if verdict == "failed":
+                    raise DemoError(f"task {name} failed: {text}")
+                if verdict == "waiting":
+                    pending.append(name)
+            if tasks["items"] and not pending:
+                return
+            if time.monotonic() > deadline:
+                raise DemoError(f"not done after {timeout:.0f}s: {', '.join(pending)}")
+            time.sleep(1.0)
+
+    def table(self) -> str:
+        return self.kubectl("get", "rkttasks", "-A", "-o", "wide").stdout
+
+    def report_failure(self) -> None:
+        say("\nthe demo failed; the tasks and the last lines of each agent's log:")
+        if self.kubeconfig.exists():
+            say(self.kubectl("get", "rkttasks", "-A", "-o", "wide", check=False).stdout)
+        for node in self.nodes:
+            say(f"--- {node.agent_log}")
+            say(node.log_tail())
+
+    # ----- teardown ---------------------------------------------------------------------------
+
+    def stop(self, agent_pids: dict[str, int]) -> None:
+        say("tearing down: deleting the tasks (their agents stop the pods)")
+        if self.kubeconfig.exists():
+            self.kubectl("delete", "rkttasks", "--all", "-A", "--wait=false", check=False)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                left = self.kubectl("get", "rkttasks", "-A", "-o", "name", check=False)
+                if left.returncode != 0 or not left.stdout.strip():
+                    break
+                time.sleep(1.0)
+        for node in self.nodes:
+            pid = agent_pids.get(node.name)
+            if pid is not None and stop_agent(pid, node):
+                say(f"      agent of {node.name} (pid {pid}) stopped")
+            popen = self.agents.pop(node.name, None)
+            if popen is not None:
+                popen.wait()
+            leftovers = node.remove_pods() if node.rkt_dir.is_dir() else []
+            if leftovers:
+                say(f"      {node.name}: removed {len(leftovers)} pod(s) left in its store")
+        cluster.down(self.cluster_dir)
+        for path in demo_images.host_volume_dirs_created(self.dir):
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        say("demo stopped; nothing left running")
+
+
+def _judge(task: dict[str, Any]) -> tuple[str, str]:
+    """``(done|waiting|failed, text)`` for one task: what the demo waits for."""
+    status = task.get("status") or {}
+    phase = status.get("phase", "Pending")
+    conditions = {c["type"]: c for c in status.get("conditions", [])}
+    ready = conditions.get("Ready", {}).get("status") == "True"
+    stalled = conditions.get("Stalled", {})
+    service = task["spec"].get("restartPolicy", "Always") == "Always"
+    text = phase + (" (Ready)" if ready else "")
+    if stalled.get("status") == "True":
+        return "failed", f"Stalled: {stalled.get('reason')}: {stalled.get('message')}"
+    if phase == "Failed":
+        return "failed", f"Failed (exit code {status.get('exitCode')}): {status.get('message')}"
+    if (service and phase == "Running" and ready) or (not service and phase == "Succeeded"):
+        return "done", text
+    return "waiting", text
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(assets: Path, directory: Path, examples: Path, *, keep: bool, timeout: float) -> int:
+    bin_dir = Path(sys.executable).parent
+    demo = Demo(directory, bin_dir, assets / "kubectl")
+    directory.mkdir(parents=True, exist_ok=True)
+    demo.save()
+    ok = False
+    try:
+        demo.start_cluster(assets)
+        demo.register_nodes()
+        demo.prepare_images(examples)
+        demo.start_agents()
+        demo.apply_examples(examples)
+        demo.wait_for_tasks(timeout)
+        say("\n$ kubectl get rkttasks -A -o wide")
+        say(demo.table())
+        ok = True
+    except (DemoError, NodeError, demo_images.ImageError, OSError) as exc:
+        say(f"\nerror: {exc}")
+        demo.report_failure()
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+        keep = False
+    if keep:
+        for popen in demo.agents.values():
+            popen.returncode = 0  # they live on by design; keep Popen from warning about it
+        say(f"left running (KEEP). kubeconfig: {demo.kubeconfig}")
+        say(f"  export KUBECONFIG={demo.kubeconfig}")
+        say("  kubectl get rkttasks -o wide; kubectl describe rkt kv-server")
+        pids = ", ".join(f"{n} {p.pid}" for n, p in demo.agents.items())
+        say(f"  agents: {pids}; logs in {directory}/<node>/agent.log")
+        say(f"stop it with: {sys.executable} -m rkt_operator.testing.demo --stop {directory}")
+        return 0 if ok else 1
+    demo.stop({name: popen.pid for name, popen in demo.agents.items()})
+    return 0 if ok else 1
+
+
+def stop(directory: Path) -> int:
+    if not (directory / STATE).is_file():
+        say(f"no demo in {directory} (no {STATE})")
+        return 1
+    demo, state = Demo.load(directory)
+    demo.stop({name: int(pid) for name, pid in state.get("agents", {}).items()})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rkt_operator.testing.demo",
+        description="local demo: control plane + two simulated nodes + examples/",
+    )
+    parser.add_argument("--assets", type=Path, help="folder with etcd, kube-apiserver, kubectl")
+    parser.add_argument("--keep", action="store_true", help="leave everything running")
+    parser.add_argument("--dir", type=Path, help="working directory (default: a new temp dir)")
+    parser.add_argument("--examples", type=Path, default=REPO / "examples")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for tasks")
+    parser.add_argument("--stop", type=Path, metavar="DIR", help="stop a demo left by --keep")
+    args = parser.parse_args(argv)
+    if args.stop is not None:
+        return stop(args.stop.resolve())
+    if args.assets is None:
+        parser.error("--assets is required (make demo passes it)")
+    directory = (args.dir or Path(tempfile.mkdtemp(prefix="rkt-operator-demo-"))).resolve()
+    return run(
+        args.assets.resolve(), directory, args.examples.resolve(), keep=args.keep,
+        timeout=args.timeout,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""The simulated nodes of the local demo: one rkt-sim store and one agent process per node.
+
+Owns a node's directory layout (``<dir>/<node>/{rkt,etc,tasks,agent.log}``), putting images
+into its rkt-sim store, starting its agent exactly as an operator would (``rkt-operator run``
+with flags, a kubeconfig in the environment, a log file) as a process in its own session so
+that it may outlive the demo, stopping it by pid, and removing any simulated pod left behind.
+Nothing here reads the caller's environment: every path and binary is passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rkt_operator.testing.controlplane import log_tail
+
+# The agent's PATH inside the demo: the virtualenv's scripts first, then the usual system
+# directories (the same search order as the container image's PATH).
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class NodeError(RuntimeError):
+    """A node could not be prepared or its agent could not be started."""
+
+
+@dataclass(frozen=True)
+class SimNode:
+    """One simulated node: its name, its directory and the binaries it uses."""
+
+    name: str
+    root: Path
+    bin_dir: Path  # holds rkt-operator and rkt-sim (the virtualenv's bin/)
+
+    @property
+    def rkt_dir(self) -> Path:
+        return self.root / "rkt"
+
+    @property
+    def local_config(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def task_root(self) -> Path:
+        return self.root / "tasks"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.root / "agent.log"
+
+    @property
+    def rkt_sim(self) -> Path:
+        return self.bin_dir / "rkt-sim"
+
+    def prepare(self) -> None:
+        for path in (self.rkt_dir, self.local_config, self.task_root):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def _sim(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.rkt_sim), f"--dir={self.rkt_dir}", f"--local-config={self.local_config}"]
+        return subprocess.run(
+            [*argv, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def fetch(self, aci: Path) -> str:
+        """Import an unsigned ACI into this node's store; its image id."""
+        done = self._sim("--insecure-options=image", "fetch", str(aci))
+        if done.returncode != 0:
+            raise NodeError(f"{self.name}: rkt-sim fetch {aci.name}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def agent_argv(self, liveness_port: int) -> list[str]:
+        """``rkt-operator run`` for this node, every node-specific setting as a flag."""
+        return [
+            str(self.bin_dir / "rkt-operator"), "run",
+            f"--node-name={self.name}",
+            f"--rkt-path={self.rkt_sim}",
+            f"--rkt-dir={self.rkt_dir}",
+            f"--rkt-local-config={self.local_config}",
+            f"--task-root={self.task_root}",
+            # The demo has no systemd to hand pods to: a detached supervisor keeps them.
+            "--launcher=detached",
+            f"--liveness-endpoint=http://127.0.0.1:{liveness_port}/healthz",
+            "--log-format=text",
+        ]  # fmt: skip
+
+    def start_agent(self, kubeconfig: Path, liveness_port: int) -> subprocess.Popen[bytes]:
+        """Start the agent in its own session (so it can outlive the demo), logging to a file."""
+        env = {
+            "PATH": f"{self.bin_dir}:{_SYSTEM_PATH}",
+            "KUBECONFIG": str(kubeconfig),
+            "HOME": str(self.root),
+            "LANG": "C.UTF-8",
+        }
+        with self.agent_log.open("ab") as log:
+            try:
+                return subprocess.Popen(
+                    self.agent_argv(liveness_port), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, env=env, cwd=self.root, start_new_session=True,
+                )  # fmt: skip
+            except OSError as exc:
+                raise NodeError(f"{self.name}: cannot start the agent: {exc}") from exc
+
+    def log_tail(self, lines: int = 25) -> str:
+        return log_tail(self.agent_log, lines)
+
+    def remove_pods(self) -> list[str]:
+        """Force-stop and remove every pod left in this node's store; their UUIDs."""
+        done = self._sim("list", "--format=json")
+        try:
+            pods = json.loads(done.stdout or "null") or []
+        except ValueError:
+            pods = []
+        uuids = [str(p["name"]) for p in pods if isinstance(p, dict) and "name" in p]
+        running = [u for p, u in zip(pods, uuids, strict=False) if p.get("state") == "running"]
+        if running:
+            self._sim("stop", "--force", *running)
+        self._sim("gc", "--grace-period=0s")
+        return uuids
+
+
+def is_agent(pid: int, node: SimNode) -> bool:
+    """Whether ``pid`` is still the agent of ``node`` (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and f"--node-name={node.name}".encode() in cmdline
+
+
+def stop_agent(pid: int, node: SimNode, timeout: float = 30.0) -> bool:
+    """SIGTERM the agent's process group, SIGKILL after ``timeout``; False if it was gone."""
+    if not is_agent(pid, node):
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while is_agent(pid, node):
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    return True
