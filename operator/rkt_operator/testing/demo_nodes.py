@@ -9,6 +9,7 @@ Nothing here reads the caller's environment: every path and binary is passed in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from rkt_operator.testing.controlplane import log_tail
 
@@ -120,7 +123,19 @@ class SimNode:
         if running:
             self._sim("stop", "--force", *running)
         self._sim("gc", "--grace-period=0s")
+        # Anything still running from this store (a supervisor that lost its pod record) goes.
+        for proc in self._store_processes():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         return uuids
+
+    def _store_processes(self) -> list[psutil.Process]:
+        marker = str(self.rkt_dir)
+        return [
+            proc
+            for proc in psutil.process_iter(["cmdline"])
+            if any(marker in arg for arg in proc.info.get("cmdline") or [])
+        ]
 
 
 def is_agent(pid: int, node: SimNode) -> bool:

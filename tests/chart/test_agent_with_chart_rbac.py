@@ -1,0 +1,206 @@
+"""The agent works with nothing but the chart's RBAC.
+
+The chart is installed with helm; the DaemonSet it created is read back from the API server,
+and the agent is started exactly as that DaemonSet describes it: its command and args, its
+env with the downward-API values filled in the way the kubelet would (``NODE_NAME`` from
+``spec.nodeName``, ``POD_NAME``, ``POD_NAMESPACE``), and the identity of the chart's
+ServiceAccount (a TokenRequest token, as the kubelet would mount it). A task is then run to
+``Ready`` and deleted through that agent, so every API call of a task's life goes through
+the ClusterRole; any 403 shows up as a failure here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chartlib import CHART, Helm
+
+from rkt_operator.testing.aci import build_aci
+from rkt_operator.testing.controlplane import ControlPlane, log_tail
+from rkt_operator.testing.demo_nodes import SimNode
+from rkt_operator.testing.kube import get_json, unique_name, wait_for
+
+BIN = Path(sys.executable).parent
+# The container image's PATH (helm/image/Dockerfile), with the virtualenv in /opt's place.
+IMAGE_PATH = f"{BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class Installed:
+    release: str
+    namespace: str
+    service_account: str
+    container: dict[str, Any]
+
+
+@pytest.fixture
+def installed(helm: Helm, control_plane: ControlPlane, namespace: str) -> Installed:
+    release = unique_name("agent", max_length=20)
+    helm(
+        "install", release, str(CHART), "--namespace", namespace,
+        "--kubeconfig", str(control_plane.kubeconfig), "--no-hooks",
+    )  # fmt: skip
+    fullname = f"{release}-rkt-operator"
+    daemonset = get_json(control_plane.kubectl, "daemonset", fullname, namespace)
+    assert daemonset is not None
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return Installed(release, namespace, pod["serviceAccountName"], container)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _downward(field: str, *, node: str, pod: str, namespace: str) -> str:
+    values = {"spec.nodeName": node, "metadata.name": pod, "metadata.namespace": namespace}
+    assert field in values, f"the DaemonSet uses a downward-API field the test cannot fill: {field}"
+    return values[field]
+
+
+def agent_environment(
+    installed: Installed, node: SimNode, kubeconfig: Path, pod_name: str
+) -> dict[str, str]:
+    """The container's env as the kubelet would resolve it, plus the test-local host paths."""
+    env: dict[str, str] = {"PATH": IMAGE_PATH, "HOME": str(node.root), "LANG": "C.UTF-8"}
+    for item in installed.container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            field = item["valueFrom"]["fieldRef"]["fieldPath"]
+            env[item["name"]] = _downward(
+                field, node=node.name, pod=pod_name, namespace=installed.namespace
+            )
+    # Test-local overrides, host resources only. In the cluster these are host paths mounted
+    # at the same paths; here each is a temporary directory, and rkt is the simulator.
+    env["RKT_OPERATOR_RKT_PATH"] = str(node.rkt_sim)
+    env["RKT_OPERATOR_RKT_DIR"] = str(node.rkt_dir)
+    env["RKT_OPERATOR_RKT_LOCAL_CONFIG"] = str(node.local_config)
+    env["RKT_OPERATOR_TASK_ROOT"] = str(node.task_root)
+    # The pod uses the host network; on this shared test host port 8080 may be taken, so the
+    # liveness endpoint gets a free port (same path).
+    env["RKT_OPERATOR_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/healthz"
+    # In a pod the client finds the ServiceAccount token mounted by the kubelet; here the
+    # same identity comes from a TokenRequest token in a kubeconfig.
+    env["KUBECONFIG"] = str(kubeconfig)
+    return env
+
+
+@pytest.fixture
+def agent(
+    installed: Installed, control_plane: ControlPlane, tmp_path: Path
+) -> Iterator[tuple[SimNode, subprocess.Popen[bytes]]]:
+    """The agent for a fresh Node, started from the installed DaemonSet's description."""
+    node = SimNode(unique_name("node-rbac", max_length=30), tmp_path / "node", BIN)
+    node.prepare()
+    control_plane.apply(json.dumps({"apiVersion": "v1", "kind": "Node",
+                                    "metadata": {"name": node.name}}))  # fmt: skip
+    token = control_plane.create_token(installed.namespace, installed.service_account)
+    kubeconfig = control_plane.kubeconfig_for_token(token, tmp_path / "sa.kubeconfig")
+    env = agent_environment(installed, node, kubeconfig, f"{installed.release}-pod")
+    argv = [*installed.container["command"], *installed.container.get("args", [])]
+    executable = shutil.which(argv[0], path=env["PATH"])
+    assert executable is not None, f"{argv[0]} is not on the image's PATH"
+    with node.agent_log.open("ab") as log:
+        popen = subprocess.Popen(
+            [executable, *argv[1:]], stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, env=env, cwd=node.root, start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield node, popen
+    finally:
+        if popen.poll() is None:
+            os.killpg(popen.pid, signal.SIGTERM)
+            try:
+                popen.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(popen.pid, signal.SIGKILL)
+                popen.wait()
+        node.remove_pods()
+        control_plane.kubectl("delete", "node", node.name, "--wait=false", check=False)
+
+
+def _condition(task: dict[str, Any] | None, kind: str) -> str | None:
+    for cond in ((task or {}).get("status") or {}).get("conditions", []):
+        if cond["type"] == kind:
+            return str(cond["status"])
+    return None
+
+
+def test_task_runs_to_ready_with_only_the_chart_rbac(
+    agent: tuple[SimNode, subprocess.Popen[bytes]],
+    installed: Installed,
+    control_plane: ControlPlane,
+    tmp_path: Path,
+) -> None:
+    node, popen = agent
+    image = build_aci(
+        tmp_path / "sleeper.aci", name="example.com/sleeper", version="1.0",
+        exec_=["/bin/sleep", "3600"],
+    )  # fmt: skip
+    node.fetch(image)
+    ns = installed.namespace
+    task = {
+        "apiVersion": "rktoperator.io/v1alpha1",
+        "kind": "RktTask",
+        "metadata": {"name": "sleeper", "namespace": ns},
+        "spec": {
+            "nodeName": node.name,
+            "image": "example.com/sleeper:1.0",
+            "insecureOptions": ["image"],
+            "restartPolicy": "Always",
+        },
+    }
+    control_plane.apply(json.dumps(task))
+
+    def ready() -> dict[str, Any] | None:
+        assert popen.poll() is None, f"the agent exited:\n{log_tail(node.agent_log)}"
+        found = get_json(control_plane.kubectl, "rkttask", "sleeper", ns)
+        return found if _condition(found, "Ready") == "True" else None
+
+    try:
+        running = wait_for(ready, timeout=180, interval=1.0, what="task Ready via chart RBAC")
+        assert running["status"]["phase"] == "Running"
+        assert running["status"]["uuid"]
+        assert "rktoperator.io/finalizer" in running["metadata"]["finalizers"]
+
+        # The node's rkt fingerprint was published as labels (nodes: get, patch).
+        def labelled() -> bool:
+            found = get_json(control_plane.kubectl, "node", node.name) or {}
+            labels = found.get("metadata", {}).get("labels", {})
+            return any(key.startswith("rktoperator.io/") for key in labels)
+
+        wait_for(labelled, timeout=60, interval=1.0, what="fingerprint labels on the Node")
+
+        # Events were posted by the agent's identity (core v1 events: create).
+        events = control_plane.kubectl(
+            "get", "events", "--namespace", ns, "-o", "json",
+            "--field-selector=involvedObject.name=sleeper",
+        )  # fmt: skip
+        assert json.loads(events.stdout)["items"], "the agent posted no event"
+
+        # Deletion goes through the agent too: it stops the pod and drops its finalizer.
+        control_plane.kubectl("delete", "rkttask", "sleeper", "--namespace", ns, "--wait=false")
+        wait_for(
+            lambda: get_json(control_plane.kubectl, "rkttask", "sleeper", ns) is None,
+            timeout=120, interval=1.0, what="the finalizer removed by the agent",
+        )  # fmt: skip
+    except BaseException:
+        sys.stderr.write(f"agent log:\n{log_tail(node.agent_log, 60)}\n")
+        raise
+    text = node.agent_log.read_text(errors="replace")
+    assert "Forbidden" not in text, log_tail(node.agent_log, 60)
+    assert " 403" not in text, log_tail(node.agent_log, 60)
