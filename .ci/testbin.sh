@@ -16,12 +16,18 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 log() { printf '[testbin %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-check_versions() { # dir -> 0 when every binary answers with the pinned version
-  local d=$1 helm=${2:-$1/helm}
-  "$d/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v$K8S_VERSION" || return 1
-  "$d/etcd" --version 2>/dev/null | head -1 | grep -qx "etcd Version: $ETCD_VERSION" || return 1
-  "$d/kubectl" version --client 2>/dev/null | grep -q "Client Version: v1\." || return 1
-  "$helm" version --short 2>/dev/null | grep -q "^v${HELM_VERSION%%.*}\." || return 1
+check_versions() { # dir [helm] -> 0 when every binary answers with the pinned version
+  # Outputs are captured first: with pipefail, `cmd | grep -q` fails at random when grep exits
+  # early and cmd dies of SIGPIPE, which would force a needless rebuild.
+  local d=$1 helm=${2:-$1/helm} out
+  out=$("$d/kube-apiserver" --version 2>/dev/null) || return 1
+  [ "$out" = "Kubernetes v$K8S_VERSION" ] || return 1
+  out=$("$d/etcd" --version 2>/dev/null) || return 1
+  [ "${out%%$'\n'*}" = "etcd Version: $ETCD_VERSION" ] || return 1
+  out=$("$d/kubectl" version --client 2>/dev/null) || return 1
+  [[ "$out" == *"Client Version: v$K8S_VERSION"* ]] || return 1
+  out=$("$helm" version --short 2>/dev/null) || return 1
+  [[ "$out" == "v$HELM_VERSION"* ]] || return 1
 }
 
 # 1. KUBEBUILDER_ASSETS given by the caller: use it, build nothing.
@@ -33,8 +39,8 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   [ -z "$helm" ] && [ -x "$KUBEBUILDER_ASSETS/helm" ] && helm="$KUBEBUILDER_ASSETS/helm"
   [ -z "$helm" ] && helm=$(command -v helm || true)
   [ -n "$helm" ] || die "no helm: set HELM_BIN or put helm in KUBEBUILDER_ASSETS or on PATH"
-  "$helm" version --short 2>/dev/null | grep -q "^v${HELM_VERSION%%.*}\." \
-    || die "$helm is not helm v${HELM_VERSION%%.*}"
+  hv=$("$helm" version --short 2>/dev/null) || die "$helm does not run"
+  [[ "$hv" == "v${HELM_VERSION%%.*}."* ]] || die "$helm is $hv, not helm v${HELM_VERSION%%.*}"
   if [ ! -x "$KUBEBUILDER_ASSETS/helm" ]; then
     # Keep the contract "the folder also holds helm" without touching a folder we do not own.
     overlay="${TMPDIR:-/tmp}/rkt-operator-assets-$(id -u)"
