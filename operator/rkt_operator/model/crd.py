@@ -144,7 +144,7 @@ def build_crd() -> dict[str, Any]:
                 "description": "Versioned schema of this object: rktoperator.io/v1alpha1.",
             },
             "kind": {"type": "string", "description": "RktTask."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "metadata": {"type": "object"},  # only type is allowed here
             "spec": spec_schema,
             "status": status_schema,
         },

@@ -37,8 +37,9 @@ def _quantity_schema(field: str, maximum: str) -> f.SchemaExtra:
             "x-kubernetes-int-or-string": True,
             "x-kubernetes-validations": [
                 f.cel(
-                    "isQuantity(string(self)) && quantity(string(self)).sign() == 1"
-                    f" && quantity(string(self)).compareTo(quantity('{maximum}')) <= 0",
+                    "isQuantity(string(self))"
+                    " && quantity(string(self)).isGreaterThan(quantity('0'))"
+                    f" && !quantity(string(self)).isGreaterThan(quantity('{maximum}'))",
                     f"spec.resources.limits.{field} must be a quantity above 0 and at most "
                     f"{maximum}",
                 )
