@@ -10,6 +10,7 @@ process still holding the store killed, the directories removed.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import signal
@@ -32,7 +33,6 @@ def service_spec(image: str) -> dict[str, Any]:
         "image": image,
         "command": "/bin/sleep",
         "args": ["3600"],
-        "insecureOptions": ["image"],
         "net": ["default"],
         "restartPolicy": "Never",
     }
@@ -67,41 +67,50 @@ class SimNode:
             self.root / "busybox-sleep.aci",
             name=IMAGE_NAME,
             version=IMAGE_VERSION,
-            exec_=["/bin/sleep", "3600"],
+            exec=["/bin/sleep", "3600"],
         )
         done = self._rkt("--insecure-options=image", "fetch", str(aci))
         if done.returncode != 0:
             raise RuntimeError(f"rkt-sim fetch {aci} failed ({done.returncode}): {done.stderr}")
         return service_spec(f"{IMAGE_NAME}:{IMAGE_VERSION}")
 
-    def pod_uuids(self) -> list[str]:
-        done = self._rkt("list", "--no-legend", "--full")
-        if done.returncode != 0:
+    def pods(self) -> list[tuple[str, str]]:
+        """(UUID, state) of every pod in the store, from ``rkt list --format=json``."""
+        done = self._rkt("list", "--format=json")
+        try:
+            listed = json.loads(done.stdout or "null") or []
+        except ValueError:
             return []
-        return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
+        return [
+            (str(p["name"]), str(p.get("state", "")))
+            for p in listed
+            if isinstance(p, dict) and "name" in p
+        ]
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process whose command line names this node's store."""
+        """Every live process whose command line names this node's store, and their
+        descendants (a pod's app processes)."""
         marker = str(self.rkt_dir)
-        found = []
+        found: dict[int, psutil.Process] = {}
         for proc in psutil.process_iter(["cmdline"]):
             cmdline = proc.info.get("cmdline") or []
             if any(marker in arg for arg in cmdline):
-                found.append(proc)
-        return found
+                found[proc.pid] = proc
+                with contextlib.suppress(psutil.Error):
+                    found.update((c.pid, c) for c in proc.children(recursive=True))
+        return list(found.values())
 
     def cleanup(self, grace: float = 10.0) -> None:
         """Stop every pod (force), kill what still runs from the store, remove the node."""
         if self.rkt_dir.exists():
-            uuids = self.pod_uuids()
-            for start in range(0, len(uuids), 50):
-                self._rkt("stop", "--force", *uuids[start : start + 50])
+            running = [uuid for uuid, state in self.pods() if state == "running"]
+            for start in range(0, len(running), 50):
+                self._rkt("stop", "--force", *running[start : start + 50])
             deadline = time.monotonic() + grace
             while self.processes() and time.monotonic() < deadline:
                 time.sleep(0.2)
             for proc in self.processes():
                 with contextlib.suppress(psutil.Error):
                     proc.send_signal(signal.SIGKILL)
-            if self.processes():
-                log.warning("processes of %s survived SIGKILL", self.rkt_dir)
+            self._rkt("gc", "--grace-period=0s")
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,141 @@
+"""Unit tests of the benchmark's arithmetic and formats (no cluster, no timing).
+
+Run with ``.venv/bin/pytest bench/test_bench_units.py`` (the suite's ``testpaths`` is
+``tests/``, so ``make test`` does not collect this file).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+
+from apimetrics import WriteKey, parse_writes, write_delta
+from floor import running_status, selectors
+from phase import BATCH_LABEL, NODE_LABEL, task_manifest
+from report import PhaseResult, percentile, ratio, render_json, render_text
+from rkt_operator.model.status import RktTaskStatus
+
+# Lines as kube-apiserver v1.36 prints them (captured), plus reads and another resource.
+METRICS = """\
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken out ...
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="rktoperator.io",\
+resource="rkttasks",scope="resource",subresource="status",verb="GET",version="v1alpha1"} 1
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="rktoperator.io",\
+resource="rkttasks",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 4
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="rktoperator.io",\
+resource="rkttasks",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 2
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="rktoperator.io",\
+resource="rkttasks",scope="resource",subresource="",verb="POST",version="v1alpha1"} 7
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",\
+resource="events",scope="resource",subresource="",verb="POST",version="v1"} 3
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="events.k8s.io",\
+resource="events",scope="resource",subresource="",verb="POST",version="v1"} 2
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",\
+resource="configmaps",scope="resource",subresource="",verb="POST",version="v1"} 3
+apiserver_request_duration_seconds_count{resource="rkttasks",verb="PATCH"} 99
+"""
+COUNTED = frozenset({"rkttasks", "events"})
+
+
+def test_parse_writes_sums_codes_and_groups_and_skips_reads() -> None:
+    counts = parse_writes(METRICS, COUNTED)
+    assert counts == {
+        WriteKey("PATCH", "rkttasks", "status"): 6,
+        WriteKey("POST", "rkttasks"): 7,
+        WriteKey("POST", "events"): 5,
+    }
+
+
+def test_write_delta_keeps_only_what_moved() -> None:
+    before = parse_writes(METRICS, COUNTED)
+    after = parse_writes(
+        METRICS.replace('verb="PATCH",version="v1alpha1"} 4', 'verb="PATCH",version="v1alpha1"} 9'),
+        COUNTED,
+    )
+    assert write_delta(before, after) == {WriteKey("PATCH", "rkttasks", "status"): 5}
+    assert str(WriteKey("PATCH", "rkttasks", "status")) == "PATCH rkttasks/status"
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([1.0, 2.0, 3.0, 4.0, 5.0], 50, 3.0),
+        ([1.0, 2.0, 3.0, 4.0, 5.0], 95, 4.8),
+        ([5.0, 1.0, 4.0, 2.0, 3.0], 0, 1.0),
+        ([5.0, 1.0, 4.0, 2.0, 3.0], 100, 5.0),
+        ([2.5], 99, 2.5),
+    ],
+)
+def test_percentile_interpolates_between_ranks(
+    values: list[float], q: float, expected: float
+) -> None:
+    assert percentile(values, q) == pytest.approx(expected)
+
+
+def test_percentile_of_nothing_is_nan() -> None:
+    assert math.isnan(percentile([], 50))
+
+
+def _phase(name: str, latencies: list[float], writes: int, rss_mib: int) -> PhaseResult:
+    return PhaseResult(
+        name=name,
+        tasks=4,
+        latencies=latencies,
+        wall_seconds=2.0,
+        writes={WriteKey("POST", "rkttasks"): 4, WriteKey("PATCH", "rkttasks", "status"): writes},
+        bench_writes=4,
+        peak_rss=rss_mib * 1024 * 1024,
+    )
+
+
+def test_writes_per_task_leaves_out_the_benchmarks_own_creates() -> None:
+    agent = _phase("agent", [1.0, 1.0, 1.0, 1.0], writes=12, rss_mib=100)
+    assert agent.controller_writes == 12
+    assert agent.writes_per_task == 3.0
+    assert agent.throughput == 2.0
+
+
+def test_ratios_are_agent_over_floor_and_json_has_no_nan() -> None:
+    agent = _phase("agent", [2.0, 2.0, 2.0], writes=12, rss_mib=100)  # one task never ran
+    floor = _phase("floor-client", [0.5, 0.5, 0.5, 0.5], writes=4, rss_mib=50)
+    document = json.loads(render_json(agent, [floor], {"tasks": 4}))
+    ratios = document["ratios"]["floor-client"]
+    assert ratios["latency_p50_s"] == pytest.approx(4.0)
+    assert ratios["api_writes_per_task"] == pytest.approx(3.0)
+    assert ratios["peak_rss_mib"] == pytest.approx(2.0)
+    assert ratios["peak_rss_pods_mib"] is None  # not measured for either
+    assert document["phases"][0]["running"] == 3
+    assert ratio(1.0, 0.0) is None
+    text = render_text(agent, [floor], "header")
+    assert "agent/floor-client" in text
+    assert "3/4" in text
+
+
+def test_task_manifest_is_one_multi_document_stream() -> None:
+    text = task_manifest(
+        ["t-0", "t-1"], namespace="ns", node="n1", batch="b", spec={"image": "x/y:1"}
+    )
+    docs = list(yaml.safe_load_all(text))
+    assert [d["metadata"]["name"] for d in docs] == ["t-0", "t-1"]
+    assert all(d["spec"] == {"image": "x/y:1", "nodeName": "n1"} for d in docs)
+    assert all(d["metadata"]["labels"] == {BATCH_LABEL: "b", NODE_LABEL: "n1"} for d in docs)
+
+
+def test_the_floor_writes_a_status_the_agents_model_accepts() -> None:
+    status = RktTaskStatus.model_validate(running_status("node-1", 3, 7))
+    assert status.phase == "Running"
+    assert status.observed_generation == 3
+    assert {c.type: c.status for c in status.conditions} == {
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+    }
+
+
+def test_the_floor_selects_like_the_agent() -> None:
+    assert selectors("n1", "field") == {"field_selector": "spec.nodeName=n1"}
+    assert selectors("n1", "label") == {"label_selector": "rktoperator.io/node=n1"}
