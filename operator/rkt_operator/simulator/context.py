@@ -1,0 +1,149 @@
+"""What every command needs: the global flags, the simulator's own settings, and output.
+
+The simulator-only settings live in ``<dir>/.sim-config.json`` (never in rkt's flags, so an
+unmodified rkt command line works against the simulator): see the package docstring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rkt_operator.simulator.errors import FlagError, SimError
+from rkt_operator.simulator.flags import Parsed
+
+RKT_VERSION = "1.30.0"
+APPC_VERSION = "0.8.11"
+SIM_CONFIG_FILE = ".sim-config.json"
+
+INSECURE_OPTIONS = (
+    "none",
+    "image",
+    "tls",
+    "ondisk",
+    "http",
+    "pubkey",
+    "capabilities",
+    "paths",
+    "seccomp",
+    "all-fetch",
+    "all-run",
+    "all",
+)
+_INSECURE_GROUPS = {
+    "all-fetch": ("image", "tls", "http", "pubkey"),
+    "all-run": ("capabilities", "paths", "seccomp"),
+    "all": ("image", "tls", "ondisk", "http", "pubkey", "capabilities", "paths", "seccomp"),
+}
+
+
+def parse_insecure(value: str) -> frozenset[str]:
+    chosen: set[str] = set()
+    for item in (v.strip() for v in value.split(",")):
+        if item not in INSECURE_OPTIONS:
+            allowed = ", ".join(INSECURE_OPTIONS)
+            raise FlagError(
+                f'invalid argument "{value}" for "--insecure-options" flag: '
+                f'"{item}" is not a valid option, permissible values are: {allowed}'
+            )
+        chosen.update(_INSECURE_GROUPS.get(item, (item,)))
+    chosen.discard("none")
+    return frozenset(chosen)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Simulator-only knobs (``<dir>/.sim-config.json``); all default to rkt's behaviour."""
+
+    allow_unprivileged: bool = False
+    stop_grace_seconds: float = 5.0
+    rkt_version: str = RKT_VERSION
+    appc_version: str = APPC_VERSION
+
+    @classmethod
+    def load(cls, data_dir: Path) -> SimConfig:
+        try:
+            raw = json.loads((data_dir / SIM_CONFIG_FILE).read_text())
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            raise SimError(f"invalid simulator config {data_dir / SIM_CONFIG_FILE}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise SimError(f"invalid simulator config {data_dir / SIM_CONFIG_FILE}: not an object")
+        return cls(
+            allow_unprivileged=bool(raw.get("allow_unprivileged", False)),
+            stop_grace_seconds=float(raw.get("stop_grace_seconds", 5.0)),
+            rkt_version=str(raw.get("rkt_version", RKT_VERSION)),
+            appc_version=str(raw.get("appc_version", APPC_VERSION)),
+        )
+
+
+def _abs_dir(flag: str, value: str) -> Path:
+    if value == "":
+        raise FlagError(f'invalid argument "" for "--{flag}" flag: "" is not a valid directory')
+    return Path(os.path.abspath(value))
+
+
+@dataclass
+class Context:
+    """The global state of one invocation."""
+
+    command: str
+    data_dir: Path = Path("/var/lib/rkt")
+    system_config: Path = Path("/usr/lib/rkt")
+    local_config: Path = Path("/etc/rkt")
+    user_config: Path | None = None
+    debug: bool = False
+    insecure: frozenset[str] = frozenset()
+    trust_keys_from_https: bool = False
+    environ: Mapping[str, str] = field(default_factory=dict)
+    sim: SimConfig = field(default_factory=SimConfig)
+
+    @classmethod
+    def from_flags(cls, command: str, parsed: Parsed, environ: Mapping[str, str]) -> Context:
+        ctx = cls(command=command, environ=environ)
+        if (value := parsed.last("dir")) is not None:
+            ctx.data_dir = _abs_dir("dir", value)
+        if (value := parsed.last("system-config")) is not None:
+            ctx.system_config = _abs_dir("system-config", value)
+        if (value := parsed.last("local-config")) is not None:
+            ctx.local_config = _abs_dir("local-config", value)
+        if (value := parsed.last("user-config")) is not None:
+            ctx.user_config = _abs_dir("user-config", value)
+        ctx.debug = parsed.boolean("debug")
+        ctx.trust_keys_from_https = parsed.boolean("trust-keys-from-https")
+        insecure: set[str] = set()
+        for value in parsed.all("insecure-options"):
+            insecure = set(parse_insecure(value))
+        ctx.insecure = frozenset(insecure)
+        if ctx.data_dir.exists():
+            ctx.data_dir = ctx.data_dir.resolve()
+        ctx.sim = SimConfig.load(ctx.data_dir)
+        return ctx
+
+    @property
+    def prefix(self) -> str:
+        """rkt's stderr logger prefix is cobra's ``cmd.Name()``: the last word of the path."""
+        return self.command.split()[-1]
+
+    def out(self, line: str = "") -> None:
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
+
+    def err(self, line: str) -> None:
+        text = f"{self.prefix}: {line}"
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+    def skip_image_check(self) -> bool:
+        return "image" in self.insecure
+
+    def require_root(self) -> None:
+        if os.geteuid() != 0 and not self.sim.allow_unprivileged:
+            raise SimError("cannot run as unprivileged user")
+
+    @property
+    def privileged(self) -> bool:
+        return os.geteuid() == 0

@@ -1,0 +1,199 @@
+"""The ``rkt-sim`` entry point: find the subcommand, parse flags, apply faults, dispatch.
+
+Command modules are imported lazily so that the frequent, cheap calls (``status``,
+``list``) do not pay for the heavy ones (tar handling, process supervision).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rkt_operator.simulator import faults
+from rkt_operator.simulator.context import Context
+from rkt_operator.simulator.errors import FlagError, SimError
+from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed
+
+
+@dataclass(frozen=True)
+class Spec:
+    module: str
+    function: str
+    flags: str  # attribute holding the FlagSet ("" for prepare's own grammar)
+    usage: str
+    interspersed: bool = True
+
+
+_S = "rkt_operator.simulator."
+COMMANDS: dict[str, Spec] = {
+    "version": Spec(_S + "cmd_misc", "run_version", "VERSION_FLAGS", "VERSION_USAGE"),
+    "prepare": Spec(_S + "cmd_prepare", "run", "", "USAGE", interspersed=False),
+    "run-prepared": Spec(_S + "cmd_run", "run", "FLAGSET", "USAGE"),
+    "status": Spec(_S + "cmd_status", "run_status", "STATUS_FLAGS", "STATUS_USAGE"),
+    "list": Spec(_S + "cmd_status", "run_list", "LIST_FLAGS", "LIST_USAGE"),
+    "cat-manifest": Spec(_S + "cmd_status", "run_cat_manifest", "CAT_FLAGS", "CAT_USAGE"),
+    "stop": Spec(_S + "cmd_lifecycle", "run_stop", "STOP_FLAGS", "STOP_USAGE"),
+    "rm": Spec(_S + "cmd_lifecycle", "run_rm", "RM_FLAGS", "RM_USAGE"),
+    "gc": Spec(_S + "cmd_lifecycle", "run_gc", "GC_FLAGS", "GC_USAGE"),
+    "enter": Spec(_S + "cmd_enter", "run", "FLAGSET", "USAGE", interspersed=False),
+    "trust": Spec(_S + "cmd_images", "run_trust", "TRUST_FLAGS", "TRUST_USAGE"),
+    "fetch": Spec(_S + "cmd_images", "run_fetch", "FETCH_FLAGS", "FETCH_USAGE"),
+    "image list": Spec(_S + "cmd_images", "run_image_list", "IMAGE_LIST_FLAGS", "IMAGE_LIST_USAGE"),
+    "image fetch": Spec(_S + "cmd_images", "run_fetch", "FETCH_FLAGS", "FETCH_USAGE"),
+    "image rm": Spec(_S + "cmd_images", "run_image_rm", "IMAGE_RM_FLAGS", "IMAGE_RM_USAGE"),
+    "sim-import-remote": Spec(
+        _S + "cmd_images", "run_import_remote", "REMOTE_FLAGS", "REMOTE_USAGE"
+    ),
+}
+HIDDEN = frozenset({"sim-import-remote", "image fetch"})
+GLOBALS = FlagSet(GLOBAL_FLAGS)
+
+ROOT_HELP = """A CLI for running app containers on Linux (rkt-sim: a faithful rkt simulator).
+
+Usage:
+  rkt [command]
+
+Available Commands:
+{commands}
+
+Flags:
+      --debug                    print out more debug information to stderr
+      --dir string               rkt data directory (default "/var/lib/rkt")
+      --insecure-options string  comma-separated list of security features to disable
+      --local-config string      local configuration directory (default "/etc/rkt")
+      --system-config string     system configuration directory (default "/usr/lib/rkt")
+      --trust-keys-from-https    automatically trust gpg keys fetched from https
+      --user-config string       user configuration directory
+
+Use "rkt [command] --help" for more information about a command.
+"""
+
+
+def _root_help() -> str:
+    names = sorted(n for n in COMMANDS if n not in HIDDEN)
+    return ROOT_HELP.format(commands="\n".join(f"  {n}" for n in names))
+
+
+def _match(word: str, candidates: Sequence[str]) -> str | None:
+    """cobra with prefix matching: an exact name or a unique prefix."""
+    if word in candidates:
+        return word
+    found = [c for c in candidates if c.startswith(word)]
+    return found[0] if len(found) == 1 else None
+
+
+def _split(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
+    """(global args before the command, command path, the command's own args)."""
+    index = 0
+    pre: list[str] = []
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        event, nxt = GLOBALS.take_one(argv, index)
+        pre.extend(argv[index:nxt])
+        index = nxt if event is not None else index + 1
+    if index >= len(argv) or argv[index] == "--":
+        return pre, None, list(argv[index:])
+    top = [n.split()[0] for n in COMMANDS]
+    name = _match(argv[index], sorted(set(top)))
+    if name is None:
+        raise FlagError(f'unknown command "{argv[index]}" for "rkt"\nRun \'rkt --help\' for usage.')
+    rest = list(argv[index + 1 :])
+    if name == "image":
+        subs = sorted(n.split()[1] for n in COMMANDS if n.startswith("image "))
+        for pos, arg in enumerate(rest):
+            if not arg.startswith("-"):
+                sub = _match(arg, subs)
+                if sub is None:
+                    raise FlagError(f'unknown command "{arg}" for "rkt image"')
+                return pre + rest[:pos], f"image {sub}", rest[pos + 1 :]
+        return pre + rest, "image", []
+    return pre, name, rest
+
+
+def _environment() -> dict[str, str]:
+    # rkt's --inherit-env hands the caller's environment to the apps: this standalone CLI is
+    # the one place in the simulator that reads it, once, and passes it on explicitly.
+    return dict(os.environ)  # noqa: TID251
+
+
+def _run(argv: Sequence[str]) -> int:
+    pre, command, rest = _split(argv)
+    pre_parsed = GLOBALS.parse(pre)
+    if command is None:
+        if pre_parsed.help:
+            sys.stdout.write(_root_help())
+            return 0
+        sys.stderr.write("rkt: missing command\n")
+        sys.stdout.write(_root_help())
+        return 2
+    if command == "image":
+        sys.stdout.write("Usage:\n  rkt image [command]\n")
+        return 0
+    spec = COMMANDS[command]
+    module: Any = importlib.import_module(spec.module)
+    payload: Any
+    if spec.flags:
+        parsed: Parsed = getattr(module, spec.flags).parse(rest, interspersed=spec.interspersed)
+        payload = parsed
+        events = parsed.events
+        wants_help = parsed.help
+    else:
+        payload = module.parse(rest)
+        events = payload.events
+        wants_help = any(e.flag.name == "help" for e in events)
+    if wants_help or pre_parsed.help:
+        sys.stdout.write(getattr(module, spec.usage))
+        return 0
+    context_flags = Parsed(events=[*pre_parsed.events, *events])
+    ctx = Context.from_flags(command, context_flags, _environment())
+    try:
+        exit_code = faults.apply(faults.consume(ctx.data_dir, command, argv), ctx.prefix)
+        if exit_code is not None:
+            return exit_code
+        return int(getattr(module, spec.function)(ctx, payload))
+    except SimError as exc:
+        if exc.usage:
+            sys.stdout.write(getattr(module, spec.usage))
+        if exc.message and exc.cobra:
+            sys.stderr.write(f"Error: {exc.message}\n")
+        elif exc.message:
+            ctx.err(exc.message)
+        return exc.code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(args)
+    except SimError as exc:
+        if exc.message:
+            if exc.cobra:
+                sys.stderr.write(f"Error: {exc.message}\n")
+            else:
+                name = _command_name(args)
+                sys.stderr.write(f"{name}: {exc.message}\n")
+        code = exc.code
+    except BrokenPipeError:
+        code = 254
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    return code
+
+
+def _command_name(args: Sequence[str]) -> str:
+    try:
+        _, command, _ = _split(args)
+    except SimError:
+        return "rkt"
+    return (command or "rkt").split()[-1]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
