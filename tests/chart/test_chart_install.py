@@ -107,7 +107,8 @@ def _token_kubeconfig(
 @pytest.mark.parametrize(
     "verb_and_resource",
     [
-        ["delete", "rkttasks.rktoperator.io", "--all", "--all-namespaces"],
+        # By name: with --all kubectl would list first and find nothing to delete.
+        ["delete", "rkttasks.rktoperator.io", "any-task", "--namespace={ns}"],
         ["get", "secrets", "--all-namespaces"],
         ["get", "configmaps", "--all-namespaces"],
         ["delete", "nodes", "--all"],
@@ -123,7 +124,8 @@ def test_service_account_is_denied_what_the_agent_must_not_do(
     verb_and_resource: list[str],
 ) -> None:
     kubeconfig = _token_kubeconfig(control_plane, release, tmp_path)
-    done = control_plane.kubectl(*verb_and_resource, kubeconfig=kubeconfig, check=False)
+    args = [arg.format(ns=release[1]) for arg in verb_and_resource]
+    done = control_plane.kubectl(*args, kubeconfig=kubeconfig, check=False)
     assert done.returncode != 0
     assert "Forbidden" in done.stderr
 
