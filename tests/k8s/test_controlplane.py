@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 
 from fixtures_k8s import REPO, Kubectl
-from rkt_operator.testing import controlplane
+from rkt_operator.testing import processes
 from rkt_operator.testing.controlplane import ControlPlane, ControlPlaneError
 from rkt_operator.testing.kube import get_json
 
@@ -319,7 +319,7 @@ def test_port_race_is_retried_with_new_ports(
     kubebuilder_assets: Path, runs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first attempt gets an etcd client port that another socket holds; the start retries."""
-    real_free_ports = controlplane._free_ports
+    real_free_ports = processes.free_ports
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
@@ -333,7 +333,7 @@ def test_port_race_is_retried_with_new_ports(
             handed_out.append(ports)
             return ports
 
-        monkeypatch.setattr(controlplane, "_free_ports", free_ports)
+        monkeypatch.setattr(processes, "free_ports", free_ports)
         with ControlPlane(kubebuilder_assets, base_dir=runs) as plane:
             assert len(handed_out) == 2
             etcd_log = plane.log_path("etcd").read_text()

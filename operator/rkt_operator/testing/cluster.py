@@ -29,15 +29,23 @@ _MODULE = "rkt_operator.testing.controlplane"
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left for a parent that does not reap counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
 def _serve_pid(directory: Path) -> int | None:
     """The pid in ``directory/pid`` if that process is a live ``serve`` of this module."""
     try:
         pid = int((directory / "pid").read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return None
-    if _MODULE.encode() in cmdline and b"serve" in cmdline and state != "Z":
+    if _MODULE.encode() in cmdline and b"serve" in cmdline and _alive(pid):
         return pid
     return None
 
@@ -127,7 +135,7 @@ def down(directory: Path, timeout: float = 60.0) -> int:
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _serve_pid(directory) == pid:
+    while _alive(pid):  # the process itself: it removes its pid file before it has exited
         if time.monotonic() > deadline:
             sys.stderr.write(f"pid {pid} did not stop in {timeout:.0f}s: SIGKILL\n")
             os.kill(pid, signal.SIGKILL)

@@ -18,35 +18,27 @@ import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 
+from rkt_operator.testing import processes
 from rkt_operator.testing.pki import Pki, admin_credentials, make_pki, write_kubeconfig
+from rkt_operator.testing.processes import ControlPlaneError, ManagedProcess, PortTaken, log_tail
+
+__all__ = ["ControlPlane", "ControlPlaneError", "KubectlError", "log_tail"]
 
 log = logging.getLogger(__name__)
 
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kubectl")
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not start (missing binary, a process died, not ready in time)."""
-
-
-class _PortTaken(ControlPlaneError):
-    """A process lost the race for a port we picked: worth another attempt with new ports."""
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -57,39 +49,6 @@ class KubectlError(subprocess.CalledProcessError):
         harness = ("--kubeconfig=", "--cache-dir=")  # added by ControlPlane.kubectl, not the caller
         shown = " ".join(str(a) for a in argv[1:] if not str(a).startswith(harness))
         return f"kubectl {shown} exited {self.returncode}: {(self.stderr or '').strip()}"
-
-
-@dataclass
-class _Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a log file ('' when it does not exist)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            data = fh.read()
-    except FileNotFoundError:
-        return ""
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
-
-
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (racy by nature: a start that loses the race is retried)."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 # Never send requests for 127.0.0.1 through an HTTP proxy from the environment.
@@ -126,7 +85,7 @@ class ControlPlane:
         self.kubeconfig = Path()
         self.started_pids: list[int] = []  # every process ever started, for leak checks
         self.startup_seconds: float | None = None
-        self._processes: list[_Process] = []
+        self._processes: list[ManagedProcess] = []
         self._pki: Pki | None = None
         self._opener: urllib.request.OpenerDirector | None = None
         self._state = "new"
@@ -177,7 +136,7 @@ class ControlPlane:
                 try:
                     self._start_once(attempt)
                     break
-                except _PortTaken as exc:
+                except PortTaken as exc:
                     self._stop_processes()
                     if attempt == self.attempts:
                         raise ControlPlaneError(
@@ -206,7 +165,7 @@ class ControlPlane:
 
     def _start_once(self, attempt: int) -> None:
         run_dir, pki = self._started()
-        client_port, peer_port, api_port = _free_ports(3)
+        client_port, peer_port, api_port = processes.free_ports(3)
         data_dir = run_dir / "etcd-data"
         shutil.rmtree(data_dir, ignore_errors=True)
         etcd_url = f"http://127.0.0.1:{client_port}"
@@ -225,7 +184,7 @@ class ControlPlane:
             ],
             attempt,
         )
-        self._wait_ready(etcd, lambda: self._etcd_healthy(etcd_url))
+        etcd.wait_ready(lambda: self._etcd_healthy(etcd_url), self.start_timeout)
         self.server = f"https://127.0.0.1:{api_port}"
         apiserver = self._spawn(
             "kube-apiserver",
@@ -249,51 +208,20 @@ class ControlPlane:
             ],
             attempt,
         )
-        self._wait_ready(apiserver, lambda: self._status("/readyz") == 200)
+        apiserver.wait_ready(lambda: self._status("/readyz") == 200, self.start_timeout)
         # RBAC bootstrap and the system namespaces come with readiness; check the one we use.
-        self._wait_ready(apiserver, lambda: self._status("/api/v1/namespaces/default") == 200)
+        default_namespace = "/api/v1/namespaces/default"
+        apiserver.wait_ready(lambda: self._status(default_namespace) == 200, self.start_timeout)
 
-    def _spawn(self, name: str, args: list[str], attempt: int) -> _Process:
+    def _spawn(self, name: str, args: list[str], attempt: int) -> ManagedProcess:
         run_dir, _ = self._started()
-        binary = self.binary(name)
-        log_path = run_dir / f"{name}.log"
-        with log_path.open("ab") as fh:
-            fh.write(f"=== attempt {attempt}: {binary} {' '.join(args)}\n".encode())
-            fh.flush()
-            try:
-                popen = subprocess.Popen(
-                    [str(binary), *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    cwd=run_dir,
-                    process_group=0,
-                )
-            except OSError as exc:
-                raise ControlPlaneError(f"{name}: cannot execute {binary}: {exc}") from exc
-        process = _Process(name, popen, log_path)
+        process = ManagedProcess.spawn(
+            name, self.binary(name), args, log_path=run_dir / f"{name}.log",
+            header=f"attempt {attempt}",
+        )  # fmt: skip
         self._processes.append(process)
-        self.started_pids.append(popen.pid)
+        self.started_pids.append(process.popen.pid)
         return process
-
-    def _wait_ready(self, process: _Process, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            code = process.popen.poll()
-            if code is not None:
-                tail = log_tail(process.log)
-                message = f"{process.name} exited with code {code} while starting"
-                if "address already in use" in tail:
-                    raise _PortTaken(message)
-                raise ControlPlaneError(f"{message}; last lines of {process.log.name}:\n{tail}")
-            if ready():
-                return
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"{process.name} not ready after {self.start_timeout:.0f}s; "
-                    f"last lines of {process.log.name}:\n{log_tail(process.log)}"
-                )
-            time.sleep(0.25)
 
     def stop(self) -> None:
         """Stop kube-apiserver, then etcd (SIGTERM, SIGKILL after the stop timeout), then
@@ -309,26 +237,12 @@ class ControlPlane:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _stop_processes(self) -> None:
-        while self._processes:
-            process = self._processes.pop()  # last started first: kube-apiserver before etcd
-            popen = process.popen
-            if popen.poll() is not None:
-                continue
-            try:
-                os.killpg(popen.pid, signal.SIGTERM)
-                popen.wait(self.stop_timeout)
-            except ProcessLookupError:
-                popen.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                log.warning(
-                    "%s ignored SIGTERM for %.0fs: SIGKILL", process.name, self.stop_timeout
-                )
-                os.killpg(popen.pid, signal.SIGKILL)
-                popen.wait()
+        while self._processes:  # last started first: kube-apiserver before etcd
+            self._processes.pop().stop(self.stop_timeout)
 
     def dead_processes(self) -> list[str]:
         """Names of the control-plane processes that have exited on their own."""
-        return [p.name for p in self._processes if p.popen.poll() is not None]
+        return [p.name for p in self._processes if p.exited]
 
     @property
     def pids(self) -> dict[str, int]:
