@@ -1,0 +1,114 @@
+"""The ``rkt-operator`` command.
+
+- ``run``: the node agent (settings from flags and ``RKT_OPERATOR_*`` / ``NODE_NAME``);
+- ``fingerprint``: probe this node's rkt and print the result as JSON;
+- ``release-orphans``: drop the finalizer of tasks being deleted whose Node is gone
+  (see ``rkt_operator.orphans``; ``--dry-run`` only lists them);
+- ``version``.
+
+Output meant for people or scripts goes to ``sys.stdout`` explicitly; diagnostics go to
+logging (stderr). Exit codes: 0 success, 1 failure, 2 usage or settings error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from rkt_operator import __version__, fingerprint, kopfapp, kubeapi, orphans, settings
+from rkt_operator.rkt.cli import RktCli
+
+log = logging.getLogger("rkt_operator")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rkt-operator", description="Runs RktTask resources as rkt pods on this node."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    settings.build_parser(sub.add_parser("run", help="run the node agent"))
+    settings.build_parser(
+        sub.add_parser("fingerprint", help="print this node's rkt fingerprint as JSON")
+    )
+    release = sub.add_parser(
+        "release-orphans",
+        help="drop the finalizer of tasks being deleted whose node no longer exists",
+    )
+    release.add_argument("--dry-run", action="store_true", help="only list them")
+    release.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: usual)")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _fingerprint(agent: settings.Settings) -> int:
+    result = asyncio.run(fingerprint.fingerprint(agent, RktCli(agent)))
+    _write(
+        json.dumps(
+            {
+                "detected": result.detected,
+                "healthy": result.healthy,
+                "description": result.description,
+                "attributes": dict(result.attributes),
+                "labels": fingerprint.node_labels(result),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    )
+    return 0 if result.healthy else 1
+
+
+def _release_orphans(*, dry_run: bool, kubeconfig: str | None) -> int:
+    api = kubeapi.KubeApi(kubeapi.connect(kubeconfig))
+    found = orphans.find_orphans(api.list_tasks(), api.list_node_names())
+    failed = 0
+    for orphan in found:
+        if not orphan.deleting:
+            _write(f"unbound {orphan.ref} node={orphan.node} (not being deleted: left alone)")
+            continue
+        if dry_run:
+            _write(f"would release {orphan.ref} node={orphan.node}")
+            continue
+        task = {"metadata": {"namespace": orphan.namespace, "name": orphan.name}}
+        try:
+            fresh = api.get_task(orphan.namespace, orphan.name) or task
+            released = api.drop_finalizer(fresh)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the others
+            log.error("could not release %s: %s", orphan.ref, exc)
+            failed += 1
+            continue
+        _write(f"{'released' if released else 'already released'} {orphan.ref} node={orphan.node}")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        _write(f"rkt-operator {__version__}")
+        return 0
+    if args.command == "release-orphans":
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        return _release_orphans(dry_run=args.dry_run, kubeconfig=args.kubeconfig)
+    try:
+        agent = settings.load(args)
+    except ValueError as exc:
+        sys.stderr.write(f"rkt-operator: {exc}\n")
+        return 2
+    if args.command == "fingerprint":
+        logging.basicConfig(level=agent.log_level, format="%(levelname)s %(name)s %(message)s")
+        return _fingerprint(agent)
+    if not agent.node_name:
+        sys.stderr.write("rkt-operator: no node name: pass --node-name or set NODE_NAME\n")
+        return 2
+    kopfapp.setup_logging(agent.log_format, agent.log_level)
+    kopfapp.run(agent)
+    return 0

@@ -1,0 +1,113 @@
+"""Thin kopf handlers: each reads the agent from ``memo``, calls the one level-based
+``Reconciler`` (create, resume, update, the resync timer) or its ``finalize`` (delete), posts
+the events it returns, and maps its error to kopf's retry semantics in one place
+(``raise_for``). Registration (resources, filters, intervals) is in ``rkt_operator.kopfapp``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from rkt_operator import errors, taskstate
+from rkt_operator.reconciler import Outcome, Reconciler
+from rkt_operator.settings import Settings
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+@dataclass
+class Agent:
+    """What the handlers need, created once at start-up and kept in kopf's ``memo``."""
+
+    settings: Settings
+    reconciler: Reconciler
+    diffbase: kopf.DiffBaseStorage
+
+
+def retry_delay(settings: Settings, retry: int) -> float:
+    """Exponential back-off for retried handlers: the restart back-off's base, doubling
+    per attempt, capped by its maximum."""
+    step = min(max(retry, 0), 32)
+    return float(
+        min(settings.restart_backoff_seconds * 2.0**step, settings.restart_backoff_max_seconds)
+    )
+
+
+def raise_for(error: errors.RktTaskError | None, *, settings: Settings, retry: int) -> None:
+    """The one mapping from our errors to kopf's: not retryable (invalid spec, prepare or
+    trust refused) -> ``PermanentError``; retryable (missing Secret, rkt failing, network
+    not found) -> ``TemporaryError`` with exponential back-off. The status and an event
+    already say what happened."""
+    if error is None:
+        return
+    message = f"{error.reason}: {getattr(error, 'message', None) or error}"
+    if not error.retryable:
+        raise kopf.PermanentError(message) from error
+    raise kopf.TemporaryError(message, delay=retry_delay(settings, retry)) from error
+
+
+def post(body: kopf.Body, outcome: Outcome) -> None:
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+async def reconcile(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: Any) -> None:
+    """create / resume: make it so."""
+    agent: Agent = memo.agent
+    outcome = await agent.reconciler.reconcile(body, logger=logger)
+    post(body, outcome)
+    raise_for(outcome.error, settings=agent.settings, retry=retry)
+
+
+async def update(
+    body: kopf.Body,
+    old: Any,
+    new: Any,
+    memo: Any,
+    logger: Logger,
+    retry: int,
+    **_: Any,
+) -> None:
+    """update of ``spec``: a change of killTimeoutSeconds alone keeps the running pod."""
+    agent: Agent = memo.agent
+    live = isinstance(old, Mapping) and isinstance(new, Mapping)
+    live = live and taskstate.live_only_change(old, new)
+    outcome = await agent.reconciler.reconcile(body, logger=logger, live_update=live)
+    post(body, outcome)
+    raise_for(outcome.error, settings=agent.settings, retry=retry)
+
+
+def caught_up(body: kopf.Body, diffbase: kopf.DiffBaseStorage) -> bool:
+    """Whether kopf has handled the object's current essence (its change handlers are done).
+    Until then the change handlers own the object and the timer stays out of their way."""
+    return diffbase.fetch(body=body) == diffbase.build(body=body)
+
+
+async def resync(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
+    """Timer: observe the pod cheaply (a shared ``rkt list``); write only on change."""
+    agent: Agent = memo.agent
+    if not caught_up(body, agent.diffbase):
+        return
+    outcome = await agent.reconciler.reconcile(body, logger=logger)
+    post(body, outcome)
+    if outcome.error is not None:
+        logger.debug("resync: %s", outcome.error)
+
+
+async def delete(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: Any) -> None:
+    """Graceful stop within the kill timeout, rkt rm, task directories removed; kopf then
+    drops the finalizer."""
+    agent: Agent = memo.agent
+    outcome = await agent.reconciler.finalize(body, logger=logger)
+    post(body, outcome)
+    if outcome.error is not None:
+        # Never give up on a delete: a permanent error would leave the pod running.
+        raise kopf.TemporaryError(
+            f"{outcome.error.reason}: {outcome.error}",
+            delay=retry_delay(agent.settings, retry),
+        ) from outcome.error

@@ -1,0 +1,224 @@
+"""The few Kubernetes API calls the agent makes besides kopf's own watching and patching.
+
+Reading one Secret or ConfigMap key for a task's env, merge-patching a task's status, labelling
+this agent's Node, and (for ``rkt-operator release-orphans``) listing Nodes and tasks and
+dropping the finalizer. The official ``kubernetes`` client is synchronous; every call here runs
+in a worker thread (``asyncio.to_thread``) so the event loop never blocks. Values read from
+Secrets are returned to the caller only: never logged here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+log = logging.getLogger(__name__)
+
+GROUP = "rktoperator.io"
+VERSION = "v1alpha1"
+PLURAL = "rkttasks"
+FINALIZER = "rktoperator.io/finalizer"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+REQUEST_TIMEOUT = 30.0
+
+
+def connect(kubeconfig: str | None = None) -> client.ApiClient:
+    """An API client: in-cluster credentials when running in a pod, else the kubeconfig
+    (``kubeconfig`` or the client's usual ``KUBECONFIG`` / ``~/.kube/config`` lookup)."""
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return client.ApiClient(configuration)
+        except ConfigException:
+            pass
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
+
+
+def _not_found(exc: ApiException) -> bool:
+    return bool(exc.status == 404)
+
+
+def _decode(encoded: bytes | str) -> str | None:
+    """A base64 data value as text (None when it is not valid base64)."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.decode("utf-8", errors="replace")
+
+
+class KubeApi:
+    """Async facade over the synchronous client; one instance per process."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    # -- env sources -------------------------------------------------------------------
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """The decoded value of ``key`` in Secret ``name``; None if the Secret or key is absent."""
+
+        def read() -> str | None:
+            try:
+                secret = self._core.read_namespaced_secret(
+                    name, namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            except ApiException as exc:
+                if _not_found(exc):
+                    return None
+                raise
+            data: Mapping[str, bytes | str] = secret.data or {}
+            if key in data:
+                return _decode(data[key])
+            string_data: Mapping[str, str] = secret.string_data or {}
+            return string_data.get(key)
+
+        return await asyncio.to_thread(read)
+
+    async def configmap_value(self, namespace: str, name: str, key: str) -> str | None:
+        """The value of ``key`` in ConfigMap ``name``; None if the ConfigMap or key is absent."""
+
+        def read() -> str | None:
+            try:
+                cm = self._core.read_namespaced_config_map(
+                    name, namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            except ApiException as exc:
+                if _not_found(exc):
+                    return None
+                raise
+            data: Mapping[str, str] = cm.data or {}
+            if key in data:
+                return data[key]
+            binary: Mapping[str, bytes | str] = cm.binary_data or {}
+            if key in binary:
+                return _decode(binary[key])
+            return None
+
+        return await asyncio.to_thread(read)
+
+    # -- tasks -------------------------------------------------------------------------
+
+    async def patch_task_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """Merge-patch ``.status`` of a task; returns the updated object (None if the task is
+        gone, which is fine: it was deleted meanwhile)."""
+
+        def send() -> Mapping[str, Any] | None:
+            try:
+                obj = self._custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    {"status": dict(patch)},
+                    _content_type=MERGE_PATCH,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+            except ApiException as exc:
+                if _not_found(exc):
+                    return None
+                raise
+            return obj if isinstance(obj, dict) else None
+
+        return await asyncio.to_thread(send)
+
+    def list_tasks(self) -> list[dict[str, Any]]:
+        """Every RktTask in the cluster (blocking; for the admin command)."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = self._custom.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, limit=500, _continue=token
+            )
+            if not isinstance(page, dict):
+                return items
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return items
+
+    def get_task(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One RktTask (blocking; for the admin command); None if it is gone."""
+        try:
+            obj = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return obj if isinstance(obj, dict) else None
+
+    def drop_finalizer(self, task: Mapping[str, Any], finalizer: str = FINALIZER) -> bool:
+        """Remove ``finalizer`` from ``task`` with a JSON patch guarded by a ``test`` of the
+        list entry, so a concurrent change makes it fail rather than drop the wrong entry.
+        Returns False when the finalizer was not there (or the task is gone)."""
+        meta = task.get("metadata") or {}
+        finalizers = list(meta.get("finalizers") or [])
+        if finalizer not in finalizers:
+            return False
+        index = finalizers.index(finalizer)
+        ops = [
+            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+        ]
+        try:
+            self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                PLURAL,
+                meta["name"],
+                ops,
+                _content_type=JSON_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if _not_found(exc):
+                return False
+            raise
+        return True
+
+    # -- nodes -------------------------------------------------------------------------
+
+    def list_node_names(self) -> set[str]:
+        """The names of all Nodes (blocking; for the admin command)."""
+        nodes = self._core.list_node(_request_timeout=REQUEST_TIMEOUT)
+        return {n.metadata.name for n in nodes.items if n.metadata and n.metadata.name}
+
+    async def label_node(self, node: str, labels: Mapping[str, str | None]) -> bool:
+        """Merge-patch labels onto Node ``node`` (None removes a label). False if there is no
+        such Node (an agent may run where no Node object exists, e.g. in tests)."""
+
+        def send() -> bool:
+            try:
+                self._core.patch_node(
+                    node,
+                    {"metadata": {"labels": dict(labels)}},
+                    _content_type=MERGE_PATCH,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+            except ApiException as exc:
+                if _not_found(exc):
+                    return False
+                raise
+            return True
+
+        return await asyncio.to_thread(send)

@@ -1,0 +1,442 @@
+"""The level-based reconcile of one task, and its finalization (controller-runtime style).
+
+``Reconciler.reconcile(body)`` reads the object and what rkt reports, asks the pure decision
+(``executor.plan``) what to do, applies it through the executor, and writes the status only
+when it changed. It is idempotent: create, resume, update and the periodic timer all call
+it, one call at a time per task (a per-task lock). Errors are not raised: they come back in
+``Outcome.error`` after the status tells the story, and ``rkt_operator.handlers`` maps them
+to kopf's retry semantics. This module does not import kopf; events to post are returned.
+
+Numbered steps in ``_reconcile`` follow the issue's lifecycle: first write of the
+generation, observe, decide, remove, start (resolve env, prepare, launch, discover), report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from rkt_operator import envrefs, errors, taskstate
+from rkt_operator.executor import plan
+from rkt_operator.executor.service import Executor, PodObservation
+from rkt_operator.model import conditions as c
+from rkt_operator.model.spec import RktTaskSpec
+from rkt_operator.rkt import argv
+from rkt_operator.rkt.types import TaskDirs
+from rkt_operator.settings import Settings
+from rkt_operator.taskstate import Task
+
+log = logging.getLogger(__name__)
+
+# Starts in flight at once on one node (each runs rkt prepare and a launcher).
+MAX_CONCURRENT_STARTS = 8
+
+
+class StatusApi(envrefs.ValueSource, Protocol):
+    async def patch_task_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    events: list[Event] = field(default_factory=list)
+    error: errors.RktTaskError | None = None
+    requeue_after: float | None = None
+    writes: int = 0
+
+
+class PodCache:
+    """One ``rkt list`` shared by every task's resync: a snapshot younger than ``max_age`` is
+    reused, a list in flight is joined, and any action of ours invalidates both (an epoch
+    counter), so a decision never rests on a list taken before our own last change."""
+
+    def __init__(self, executor: Executor, *, max_age: float) -> None:
+        self._executor = executor
+        self._max_age = max_age
+        self._epoch = 0
+        self._snapshot: tuple[int, float, list[PodObservation]] | None = None
+        self._inflight: tuple[int, asyncio.Task[list[PodObservation]]] | None = None
+
+    def invalidate(self) -> None:
+        self._epoch += 1
+
+    async def pods_for(self, uid: str) -> list[PodObservation]:
+        pods = await self._all()
+        mine = [p for p in pods if p.identity is not None and p.identity.uid == uid]
+        mine.sort(key=lambda p: p.created_at.timestamp() if p.created_at else 0.0, reverse=True)
+        return mine
+
+    async def _all(self) -> list[PodObservation]:
+        epoch = self._epoch
+        if self._snapshot is not None:
+            taken_epoch, taken_at, pods = self._snapshot
+            if taken_epoch == epoch and time.monotonic() - taken_at < self._max_age:
+                return pods
+        if self._inflight is None or self._inflight[0] != epoch or self._inflight[1].done():
+            self._inflight = (epoch, asyncio.create_task(self._list(epoch)))
+        return await asyncio.shield(self._inflight[1])
+
+    async def _list(self, epoch: int) -> list[PodObservation]:
+        started = time.monotonic()
+        pods = await self._executor.list_pods()
+        if self._epoch == epoch:
+            self._snapshot = (epoch, started, pods)
+        return pods
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        executor: Executor,
+        api: StatusApi,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.api = api
+        self.now = clock or (lambda: datetime.now(UTC))
+        self.pods = PodCache(executor, max_age=settings.resync_interval_seconds / 2)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._steps: dict[str, int] = {}
+        self._written: dict[str, tuple[int, Mapping[str, Any]]] = {}
+        self._starts = asyncio.Semaphore(MAX_CONCURRENT_STARTS)
+
+    # -- entry points ------------------------------------------------------------------
+
+    async def reconcile(
+        self,
+        body: Mapping[str, Any],
+        *,
+        logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+        live_update: bool = False,
+    ) -> Outcome:
+        """Bring the task's pod in line with its spec and report it. Never raises for
+        problems of the task (see ``Outcome.error``)."""
+        task = Task.from_body(body)
+        out = Outcome()
+        async with self._locks.setdefault(task.uid, asyncio.Lock()):
+            status = self._freshest_status(task)
+            try:
+                await self._reconcile(task, status, out, logger, live_update=live_update)
+            except errors.RktTaskError as exc:
+                await self._report_error(task, self._freshest_status(task), exc, out, logger)
+        return out
+
+    async def finalize(
+        self,
+        body: Mapping[str, Any],
+        *,
+        logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    ) -> Outcome:
+        """The task is being deleted: stop its pods gracefully, remove them and its
+        directories. Retryable failures come back in ``Outcome.error``."""
+        task = Task.from_body(body)
+        out = Outcome()
+        grace = argv.kill_timeout(task.raw_kill_timeout(), self.settings.max_kill_timeout_seconds)
+        async with self._locks.setdefault(task.uid, asyncio.Lock()):
+            try:
+                self.pods.invalidate()
+                pods = await self.executor.pods_for(task.uid)
+                live = [p for p in pods if p.running or p.state == "prepared"]
+                if live:
+                    status = self._freshest_status(task)
+                    summary = c.terminating(live[0].uuid)
+                    facts = taskstate.facts_from_status(status)
+                    await self._write(task, status, summary, facts, out, observe=False)
+                for pod in pods:
+                    if pod.running:
+                        out.events.append(Event("Normal", "Stopping", f"stopping pod {pod.uuid}"))
+                        logger.info("stopping pod uuid=%s kill_timeout=%s", pod.uuid, grace)
+                    await self.executor.stop(pod.uuid, kill_timeout=grace)
+                    await self.executor.remove(pod.uuid)
+                await self.executor.cleanup(task.identity)
+            except errors.RktTaskError as exc:
+                logger.warning("cleanup failed, will retry: %s", exc)
+                out.error = exc
+                return out
+            finally:
+                self.pods.invalidate()
+        self.forget(task.uid)
+        out.events.append(Event("Normal", "Deleted", "pods and task directories removed"))
+        return out
+
+    def forget(self, uid: str) -> None:
+        self._locks.pop(uid, None)
+        self._steps.pop(uid, None)
+        self._written.pop(uid, None)
+
+    # -- the reconcile -----------------------------------------------------------------
+
+    async def _reconcile(
+        self,
+        task: Task,
+        status: Mapping[str, Any],
+        out: Outcome,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        live_update: bool,
+    ) -> None:
+        generation = task.generation
+        if c.stalled_for(status, generation):
+            return  # refused for good until the spec changes
+        spec = taskstate.parse_spec(task)
+        if spec.node_name != self.settings.node_name:
+            logger.debug("task is bound to node %s, not this one", spec.node_name)
+            return
+
+        # 1. Acknowledge a new generation at once: Reconciling=True, observedGeneration.
+        if c.needs_first_write(status, generation) and not live_update:
+            replacing = status.get("observedGeneration") is not None
+            self._steps[task.uid] = 0
+            facts = replace(taskstate.facts_from_status(status), restarts=0)
+            summary = c.starting(
+                "spec changed: replacing the pod" if replacing else "accepted by the node agent",
+                replacing=replacing,
+            )
+            status = await self._write(task, status, summary, facts, out)
+
+        # 2. Observe and decide.
+        accepted = status.get("uuid") if live_update else c.settled_uuid(status, generation)
+        recorded = taskstate.recorded_from(
+            status, accepted_uuid=accepted if isinstance(accepted, str) else None
+        )
+        backoff = self._backoff(task.uid, recorded)
+        pods = await self.pods.pods_for(task.uid)
+        decision = self._decide(task, spec, recorded, pods, backoff)
+        lost = recorded.uuid if decision.reason is plan.Reason.POD_LOST else None
+        # Never conclude "lost" from a cached list: ask rkt about this very pod.
+        if lost and await self.executor.observe(lost) is not None:
+            self.pods.invalidate()
+            pods = await self.pods.pods_for(task.uid)
+            decision = self._decide(task, spec, recorded, pods, backoff)
+        logger.debug(
+            "decision reason=%s state=%s actions=%s", decision.reason, decision.state,
+            decision.actions,
+        )  # fmt: skip
+
+        # 3. Stop and remove what must go.
+        await self._remove(decision, spec, out, logger)
+
+        # 4. Start (or adopt and launch) the pod of this generation.
+        fresh_port_map: Mapping[str, int] | None = None
+        start = decision.start
+        if start is not None:
+            started = await self._start(task, spec, start, decision, out, logger)
+            fresh_port_map = started.port_map
+            self._steps[task.uid] = decision.backoff_step
+            pods = await self.pods.pods_for(task.uid)
+            recorded = replace(
+                recorded,
+                uuid=started.uuid,
+                state=plan.State.PENDING,
+                restarts=decision.restarts,
+                generation=generation,
+                accepted_uuid=None,
+            )
+            backoff = replace(backoff, step=decision.backoff_step)
+            decision = self._decide(task, spec, recorded, pods, backoff)
+            if decision.actions:
+                # Something changed under our feet (the pod already exited and is due for a
+                # restart, or rkt lost it): the next pass acts on it.
+                logger.info("after start: %s pending until the next pass", decision.reason)
+        self._steps[task.uid] = decision.backoff_step
+
+        # 5. Report.
+        pod = taskstate.newest(pods, decision.pod_uuid)
+        summary, facts = taskstate.describe(
+            decision,
+            spec=spec,
+            pod=pod,
+            previous=status,
+            backoff=backoff,
+            fresh_port_map=fresh_port_map,
+        )
+        await self._write(task, status, summary, facts, out)
+        out.requeue_after = decision.requeue_after
+
+    def _decide(
+        self,
+        task: Task,
+        spec: RktTaskSpec,
+        recorded: plan.Recorded,
+        pods: list[PodObservation],
+        backoff: plan.Backoff,
+    ) -> plan.Decision:
+        return plan.decide(
+            generation=task.generation,
+            policy=plan.RestartPolicy(spec.restart_policy),
+            recorded=recorded,
+            pods=[taskstate.pod_view(p) for p in pods],
+            now=self.now(),
+            backoff=backoff,
+        )
+
+    def _backoff(self, uid: str, recorded: plan.Recorded) -> plan.Backoff:
+        # The step lives in memory, as the kubelet's back-off does; after an agent restart
+        # the restart count stands in for it (never shorter than the real one).
+        step = self._steps.get(uid, recorded.restarts)
+        return plan.Backoff(
+            self.settings.restart_backoff_seconds,
+            self.settings.restart_backoff_max_seconds,
+            step=step,
+        )
+
+    async def _remove(
+        self,
+        decision: plan.Decision,
+        spec: RktTaskSpec,
+        out: Outcome,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        grace = argv.kill_timeout(spec.kill_timeout_seconds, self.settings.max_kill_timeout_seconds)
+        try:
+            for action in decision.removals:
+                if isinstance(action, plan.StopPod):
+                    why = {
+                        plan.Reason.REPLACE_OUTDATED: "the spec changed",
+                        plan.Reason.REMOVE_DUPLICATES: "another pod of the task is running",
+                    }.get(action.reason, str(action.reason))
+                    out.events.append(
+                        Event("Normal", "Stopping", f"stopping pod {action.uuid}: {why}")
+                    )
+                    logger.info("stopping pod uuid=%s reason=%s", action.uuid, action.reason)
+                    await self.executor.stop(action.uuid, kill_timeout=grace)
+                else:
+                    logger.info("removing pod uuid=%s reason=%s", action.uuid, action.reason)
+                await self.executor.remove(action.uuid)
+        finally:
+            if decision.removals:
+                self.pods.invalidate()
+
+    async def _start(
+        self,
+        task: Task,
+        spec: RktTaskSpec,
+        start: plan.StartPod,
+        decision: plan.Decision,
+        out: Outcome,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> PodObservation:
+        env = await envrefs.resolve_env(spec.env, task.body, source=self.api)
+        identity = task.identity
+        dirs = TaskDirs.for_task(self.settings.task_root, identity)
+        launch = argv.build_launch_plan(
+            spec, settings=self.settings, identity=identity, dirs=dirs, env=env
+        )
+        if start.restart:
+            out.events.append(
+                Event(
+                    "Normal", "Restarting", f"starting the pod again (restart {decision.restarts})"
+                )
+            )
+        logger.info("starting pod generation=%s reason=%s", identity.generation, start.reason)
+        async with self._starts:
+            try:
+                started = await self.executor.ensure_started(launch)
+            finally:
+                self.pods.invalidate()
+        logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
+        return started
+
+    # -- status ------------------------------------------------------------------------
+
+    def _freshest_status(self, task: Task) -> Mapping[str, Any]:
+        """The object's status, or the one we wrote last if the object we were handed is
+        older than our own write (the watch may lag behind our PATCH)."""
+        cached = self._written.get(task.uid)
+        if cached is None:
+            return task.status
+        try:
+            seen = int(task.resource_version)
+        except ValueError:
+            return task.status
+        written_rv, written_status = cached
+        return written_status if seen < written_rv else task.status
+
+    async def _write(
+        self,
+        task: Task,
+        current: Mapping[str, Any],
+        summary: c.Summary,
+        facts: c.PodFacts,
+        out: Outcome,
+        *,
+        observe: bool = True,
+    ) -> Mapping[str, Any]:
+        """Write the status for ``summary`` if it differs from ``current``, and queue an
+        event when the phase or reason changed. ``observe=False`` keeps observedGeneration
+        (nothing was decided about the spec). Returns the status now in force."""
+        generation = task.generation
+        if not observe and isinstance(current.get("observedGeneration"), int):
+            generation = current["observedGeneration"]
+        desired = c.build_status(
+            summary,
+            facts,
+            previous=current,
+            generation=generation,
+            now=self.now(),
+            node_name=self.settings.node_name,
+        )
+        c.validate(desired)
+        patch = c.status_patch(current, desired)
+        if not patch:
+            return current
+        written = await self.api.patch_task_status(task.namespace, task.name, patch)
+        out.writes += 1
+        old_reason = (c.condition(current, c.READY) or {}).get("reason")
+        if (current.get("phase"), old_reason) != (summary.phase, summary.reason):
+            warning = (
+                summary.stalled
+                or summary.reason == c.CRASH_LOOP_BACK_OFF
+                or (summary.reconciling and summary.reason not in (c.STARTING, c.REPLACING))
+            )
+            out.events.append(
+                Event("Warning" if warning else "Normal", summary.reason, summary.message)
+            )
+        if written is None:
+            return desired  # the task is gone
+        new_status = written.get("status")
+        new_status = dict(new_status) if isinstance(new_status, Mapping) else desired
+        meta = written.get("metadata")
+        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+        with contextlib.suppress(ValueError):
+            self._written[task.uid] = (int(str(version)), new_status)
+        return new_status
+
+    async def _report_error(
+        self,
+        task: Task,
+        status: Mapping[str, Any],
+        exc: errors.RktTaskError,
+        out: Outcome,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        out.error = exc
+        message = getattr(exc, "message", None) or str(exc)
+        facts = taskstate.facts_from_status(status)
+        if not exc.retryable:
+            logger.error("task refused: reason=%s %s", exc.reason, message)
+            field_name = exc.field if isinstance(exc, errors.SpecError) else None
+            summary = c.stalled(exc.reason, message, field=field_name)
+            await self._write(task, status, summary, replace(facts, ip=None), out)
+            return
+        logger.warning("task held back: reason=%s %s", exc.reason, message)
+        if status.get("phase") == c.RUNNING and not isinstance(exc, errors.DependencyError):
+            return  # the pod runs; a failed observation is no news for the status
+        await self._write(task, status, c.waiting(exc.reason, message), facts, out)

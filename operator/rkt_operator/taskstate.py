@@ -1,0 +1,225 @@
+"""Pure glue between an RktTask object, the pod decision and the status builders.
+
+Reads what the decision needs back from the object (``Task``, ``recorded_from``), turns the
+executor's observations into ``plan.PodView`` values, and turns a ``plan.Decision`` plus the
+observed pod into the ``conditions.Summary`` and ``conditions.PodFacts`` the status is built
+from. No I/O and no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from rkt_operator.errors import SpecError
+from rkt_operator.executor import plan
+from rkt_operator.executor.service import PodObservation
+from rkt_operator.model import conditions as c
+from rkt_operator.model.spec import RktTaskSpec, validation_problems
+from rkt_operator.rkt.types import TaskIdentity
+
+# Spec fields a running pod picks up without a restart (killTimeoutSeconds is only read
+# when the agent stops the pod).
+LIVE_FIELDS = frozenset({"killTimeoutSeconds"})
+
+
+@dataclass(frozen=True)
+class Task:
+    """The parts of an RktTask object the agent works with."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    resource_version: str
+    body: Mapping[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Task:
+        meta = body.get("metadata") or {}
+        return cls(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
+            generation=int(meta.get("generation") or 1),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            resource_version=str(meta.get("resourceVersion") or ""),
+            body=body,
+        )
+
+    @property
+    def identity(self) -> TaskIdentity:
+        return TaskIdentity(self.namespace, self.name, self.uid, self.generation)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def raw_kill_timeout(self) -> float:
+        """spec.killTimeoutSeconds even when the spec as a whole is invalid (default 5)."""
+        value = self.spec.get("killTimeoutSeconds", 5)
+        return float(value) if isinstance(value, int | float) else 5.0
+
+
+def parse_spec(task: Task) -> RktTaskSpec:
+    """The validated spec; ``SpecError`` naming the first offending field otherwise."""
+    try:
+        return RktTaskSpec.model_validate(dict(task.spec))
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        field, message = problems[0] if problems else ("spec", str(exc))
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise SpecError(f"{field}: {message}{more}", field=field) from None
+
+
+def live_only_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """Whether two specs differ only in fields applied without a restart."""
+    if old is None or new is None:
+        return False
+
+    def launch_relevant(spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in spec.items() if k not in LIVE_FIELDS}
+
+    return old != new and launch_relevant(old) == launch_relevant(new)
+
+
+def pod_view(obs: PodObservation) -> plan.PodView:
+    return plan.PodView(
+        uuid=obs.uuid,
+        generation=obs.identity.generation if obs.identity else -1,
+        state=obs.state,
+        running=obs.running,
+        finished=obs.finished,
+        exit_code=obs.exit_code,
+        created_at=obs.created_at,
+        started_at=obs.started_at,
+        finished_at=obs.finished_at,
+    )
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def recorded_from(status: Mapping[str, Any], *, accepted_uuid: str | None) -> plan.Recorded:
+    """What the status says, in the decision's terms."""
+    phase = status.get("phase")
+    reconciling = c.condition(status, c.RECONCILING) or {}
+    state: plan.State | None
+    if phase == c.RUNNING:
+        state = plan.State.RUNNING
+    elif phase == c.SUCCEEDED:
+        state = plan.State.SUCCEEDED
+    elif phase == c.FAILED:
+        state = plan.State.FAILED
+    elif phase == c.PENDING and reconciling.get("reason") == c.CRASH_LOOP_BACK_OFF:
+        state = plan.State.BACKOFF
+    elif phase in (c.PENDING, c.PREPARING):
+        state = plan.State.PENDING
+    else:
+        state = None
+    uuid = status.get("uuid")
+    return plan.Recorded(
+        state=state,
+        generation=_int(status.get("observedGeneration")),
+        uuid=uuid if isinstance(uuid, str) and uuid else None,
+        exit_code=_int(status.get("exitCode")),
+        finished_at=c.parse_time(status.get("finishedAt")),
+        restarts=_int(status.get("restarts")) or 0,
+        accepted_uuid=accepted_uuid,
+    )
+
+
+def facts_from_status(status: Mapping[str, Any]) -> c.PodFacts:
+    """The pod facts a status already holds (kept while the agent waits or retries)."""
+    uuid = status.get("uuid")
+    ip = status.get("ip")
+    port_map = status.get("portMap")
+    ports = status.get("ports")
+    return c.PodFacts(
+        uuid=uuid if isinstance(uuid, str) else None,
+        ip=ip if isinstance(ip, str) else None,
+        port_map=port_map if isinstance(port_map, Mapping) else None,
+        ports=ports if isinstance(ports, list) else None,
+        started_at=c.parse_time(status.get("startedAt")),
+        finished_at=c.parse_time(status.get("finishedAt")),
+        exit_code=_int(status.get("exitCode")),
+        restarts=_int(status.get("restarts")) or 0,
+    )
+
+
+def port_entries(spec: RktTaskSpec, port_map: Mapping[str, int]) -> list[dict[str, Any]]:
+    """``status.ports``: each declared port with its container port (from the image
+    manifest, when known) and its host binding."""
+    host_network = spec.net == ["host"]
+    entries: list[dict[str, Any]] = []
+    for port in spec.ports:
+        entry: dict[str, Any] = {"name": port.name, "protocol": port.protocol}
+        if port.name in port_map:
+            entry["containerPort"] = port_map[port.name]
+        if port.host_port is not None and not host_network:
+            entry["hostPort"] = port.host_port
+            if port.host_ip:
+                entry["hostIP"] = port.host_ip
+        entries.append(entry)
+    return entries
+
+
+def describe(
+    decision: plan.Decision,
+    *,
+    spec: RktTaskSpec,
+    pod: PodObservation | None,
+    previous: Mapping[str, Any],
+    backoff: plan.Backoff,
+    fresh_port_map: Mapping[str, int] | None = None,
+) -> tuple[c.Summary, c.PodFacts]:
+    """The status summary and pod facts for a decision. ``pod`` is the observation of the
+    pod the decision names (if rkt still knows it); ``fresh_port_map`` comes from a start."""
+    before = facts_from_status(previous)
+    same_pod = before.uuid is not None and before.uuid == decision.pod_uuid
+    kept = before if same_pod else c.PodFacts()
+    started_at = (pod.started_at if pod else None) or kept.started_at
+    base = c.PodFacts(uuid=decision.pod_uuid, restarts=decision.restarts)
+    state = decision.state
+    if state is plan.State.RUNNING and decision.pod_uuid:
+        port_map = dict(fresh_port_map or (pod.port_map if pod else {}) or kept.port_map or {})
+        facts = replace(
+            base,
+            ip=(pod.ip if pod else None) or kept.ip,
+            port_map=port_map,
+            ports=port_entries(spec, port_map),
+            started_at=started_at,
+            exit_code=decision.exit_code,
+        )
+        return c.running(decision.pod_uuid, facts.ip), facts
+    if state in (plan.State.SUCCEEDED, plan.State.FAILED, plan.State.BACKOFF):
+        facts = replace(
+            base,
+            started_at=started_at,
+            finished_at=decision.finished_at,
+            exit_code=decision.exit_code,
+        )
+        if state is plan.State.SUCCEEDED:
+            return c.succeeded(decision.pod_uuid), facts
+        if state is plan.State.FAILED:
+            lost = decision.reason is plan.Reason.POD_LOST or (
+                decision.reason is plan.Reason.WAIT
+                and (c.condition(previous, c.STALLED) or {}).get("reason") == c.POD_LOST
+            )
+            return c.failed(decision.pod_uuid, decision.exit_code, lost=lost), facts
+        delay = backoff.delay(decision.backoff_step)
+        return c.backing_off(decision.exit_code, delay, decision.restarts), facts
+    # Pending: a start is under way (or has to be retried).
+    facts = replace(base, exit_code=decision.exit_code)
+    return c.preparing(decision.pod_uuid), facts
+
+
+def newest(pods: Sequence[PodObservation], uuid: str | None) -> PodObservation | None:
+    return next((p for p in pods if p.uuid == uuid), None) if uuid else None
