@@ -43,6 +43,7 @@ def stage1_error(message: str) -> None:
 class AppProcess:
     name: str
     process: subprocess.Popen[bytes]
+    own_group: bool = True
     code: int | None = None
     pumps: list[threading.Thread] = field(default_factory=list)
 
@@ -148,10 +149,16 @@ class PodRunner:
         plan = self.plan_for(runtime_app)
         read_err, write_err = os.pipe2(os.O_CLOEXEC)
         plan.error_fd = write_err
+        plan.init_pid_file = str(self.pod_dir / "appsinfo" / name / "init-pid")
         piped = not self.options.interactive
+        executable = exec_[0]
+        if not plan.isolate:  # no chroot: run the image's binary, not the host's
+            candidate = Path(plan.rootfs) / exec_[0].lstrip("/")
+            executable = str(candidate) if candidate.exists() else exec_[0]
         try:
             process = subprocess.Popen(
                 exec_,
+                executable=executable,
                 env=appenv.environment(runtime_app),
                 stdin=None if self.options.interactive else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if piped else None,
@@ -167,7 +174,7 @@ class PodRunner:
             raise appenv.AppSetupError(f'failed to start app "{name}": {detail or exc}') from None
         os.close(write_err)
         os.close(read_err)
-        proc = AppProcess(name, process)
+        proc = AppProcess(name, process, own_group=not self.options.interactive)
         pid_file = self.pod_dir / "appsinfo" / name / "pid"
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(process.pid))
@@ -204,7 +211,10 @@ class PodRunner:
         for app in self.apps:
             if app.code is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(app.process.pid, sig)
+                    if app.own_group:
+                        os.killpg(app.process.pid, sig)
+                    else:
+                        os.kill(app.process.pid, sig)
 
     def _supervise(self) -> int:
         first_failure: int | None = None

@@ -27,7 +27,7 @@ def tabwrite(rows: list[list[str]]) -> list[str]:
             else:
                 tabs = max(1, -(-(widths[index] - len(cell)) // TAB_WIDTH))
                 parts.append(cell + "\t" * tabs)
-        lines.append("".join(parts).rstrip("\t") if not row[-1] else "".join(parts))
+        lines.append("".join(parts))
     return lines
 
 
