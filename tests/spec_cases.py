@@ -72,6 +72,7 @@ INVALID: tuple[Invalid, ...] = (
     Invalid("image-missing", _drop("image"), "spec.image", "image"),
     Invalid("image-empty", _set(image=""), "spec.image", "image"),
     Invalid("image-relative-path", _set(image="./app.aci"), "spec.image", "image"),
+    Invalid("image-relative-aci", _set(image="app.aci"), "spec.image", "image"),
     Invalid("image-with-space", _set(image="example.com/a b"), "spec.image", "image"),
     Invalid("unknown-field", _set(portMap={"a": "b"}), "portMap", "portMap"),
     Invalid("command-newline", _set(command="/bin/sh\n-c"), "spec.command", "command"),

@@ -75,13 +75,14 @@ CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 class KubeModel(BaseModel):
     """Base of the API models: camelCase aliases (snake_case accepted too), unknown fields
-    refused, immutable once built."""
+    refused, no type coercion, immutable once built."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         serialize_by_alias=True,
         extra="forbid",
+        strict=True,  # as the API server: "yes" is no boolean, "5" no integer
         frozen=True,
     )
 

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -108,6 +109,16 @@ def _image_present(value: object) -> object:
     return value
 
 
+def _not_relative_aci(value: str) -> str:
+    # rkt reads a scheme-less name ending in .aci as a path relative to its working directory.
+    if ":" not in value and not value.startswith("/") and value.endswith(".aci"):
+        raise ValueError(
+            f"{value!r} is a relative .aci path, which would depend on the agent's working "
+            "directory; use an absolute path or a file:// URL"
+        )
+    return value
+
+
 def _duplicates(values: list[str]) -> list[str]:
     return sorted(value for value, count in Counter(values).items() if count > 1)
 
@@ -161,7 +172,15 @@ class RktTaskSpec(_Model):
             "an image rkt can fetch: an appc name[:version][,label=value], an absolute path, "
             "or a file://, http(s):// or docker:// reference",
             1024,
+            rules=(
+                f.cel(
+                    "self.contains(':') || self.startsWith('/') || !self.endsWith('.aci')",
+                    "spec.image: a relative .aci path would depend on the agent's working "
+                    "directory; use an absolute path or a file:// URL",
+                ),
+            ),
         ),
+        AfterValidator(_not_relative_aci),
         BeforeValidator(_image_present),
     ] = Field(
         description="The image to run: appc name[:version][,label=value] (example.com/app:1.0), "

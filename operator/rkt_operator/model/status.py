@@ -41,7 +41,8 @@ class Condition(KubeModel):
         None, ge=0, description="metadata.generation the condition was set for."
     )
     last_transition_time: AwareDatetime = Field(
-        description="When status last changed (RFC 3339); unchanged while status stays the same."
+        strict=False,  # parsed from RFC 3339 text
+        description="When status last changed (RFC 3339); unchanged while status stays the same.",
     )
     reason: Annotated[str, f.Text(f.CONDITION_REASON, "a CamelCase reason", 1024)] = Field(
         description="Machine-readable CamelCase reason for the last transition."
@@ -100,8 +101,12 @@ class RktTaskStatus(KubeModel):
         None, ge=-(2**31), le=2**31 - 1, description="Exit code of the app's last run."
     )
     restarts: int = Field(0, ge=0, description="How many times the agent restarted the pod.")
-    started_at: AwareDatetime | None = Field(None, description="When the current pod started.")
-    finished_at: AwareDatetime | None = Field(None, description="When the last pod exited.")
+    started_at: AwareDatetime | None = Field(
+        None, strict=False, description="When the current pod started."
+    )
+    finished_at: AwareDatetime | None = Field(
+        None, strict=False, description="When the last pod exited."
+    )
     node_name: Annotated[str, f.Text(f.DNS1123_SUBDOMAIN, "a node name", 253)] | None = Field(
         None, description="Node whose agent wrote this status."
     )

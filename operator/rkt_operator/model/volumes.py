@@ -3,7 +3,6 @@ app. Whether a node allows them, and which host paths, is decided at translation
 
 from __future__ import annotations
 
-import posixpath
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator
@@ -53,6 +52,6 @@ class VolumeSpec(_Model):
     @field_validator("mount_path")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
-        if posixpath.normpath(value) in RESERVED_MOUNT_PATHS:
+        if value in RESERVED_MOUNT_PATHS:  # the path pattern already requires normal form
             raise ValueError(f"mountPath {value} is reserved for the task directories")
         return value
