@@ -83,11 +83,11 @@ def _execute(pod: pods.Pod, runtime_app: dict[str, object], pid: int, command: l
         candidate = rootfs / command[0].lstrip("/")
         executable = str(candidate) if candidate.exists() else command[0]
     try:
-        process = subprocess.Popen(  # noqa: S603 - the caller's argv, no shell
+        process = subprocess.Popen(
             command,
             executable=executable,
             env=appenv.environment(runtime_app),
-            preexec_fn=lambda: isolation.prepare_child(plan),  # noqa: PLW1509
+            preexec_fn=lambda: isolation.prepare_child(plan),
             pass_fds=keep,
         )
     except (OSError, subprocess.SubprocessError) as exc:

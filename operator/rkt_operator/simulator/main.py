@@ -24,15 +24,16 @@ from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed
 class Spec:
     module: str
     function: str
-    flags: str  # attribute holding the FlagSet ("" for prepare's own grammar)
+    flags: str  # attribute holding the FlagSet, or "" when ``parser`` parses the args
     usage: str
     interspersed: bool = True
+    parser: str = ""  # a function returning an object with ``events`` (prepare, fetch)
 
 
 _S = "rkt_operator.simulator."
 COMMANDS: dict[str, Spec] = {
     "version": Spec(_S + "cmd_misc", "run_version", "VERSION_FLAGS", "VERSION_USAGE"),
-    "prepare": Spec(_S + "cmd_prepare", "run", "", "USAGE", interspersed=False),
+    "prepare": Spec(_S + "cmd_prepare", "run", "", "USAGE", parser="parse"),
     "run-prepared": Spec(_S + "cmd_run", "run", "FLAGSET", "USAGE"),
     "status": Spec(_S + "cmd_status", "run_status", "STATUS_FLAGS", "STATUS_USAGE"),
     "list": Spec(_S + "cmd_status", "run_list", "LIST_FLAGS", "LIST_USAGE"),
@@ -42,9 +43,9 @@ COMMANDS: dict[str, Spec] = {
     "gc": Spec(_S + "cmd_lifecycle", "run_gc", "GC_FLAGS", "GC_USAGE"),
     "enter": Spec(_S + "cmd_enter", "run", "FLAGSET", "USAGE", interspersed=False),
     "trust": Spec(_S + "cmd_images", "run_trust", "TRUST_FLAGS", "TRUST_USAGE"),
-    "fetch": Spec(_S + "cmd_images", "run_fetch", "FETCH_FLAGS", "FETCH_USAGE"),
+    "fetch": Spec(_S + "cmd_images", "run_fetch", "", "FETCH_USAGE", parser="parse_fetch"),
     "image list": Spec(_S + "cmd_images", "run_image_list", "IMAGE_LIST_FLAGS", "IMAGE_LIST_USAGE"),
-    "image fetch": Spec(_S + "cmd_images", "run_fetch", "FETCH_FLAGS", "FETCH_USAGE"),
+    "image fetch": Spec(_S + "cmd_images", "run_fetch", "", "FETCH_USAGE", parser="parse_fetch"),
     "image rm": Spec(_S + "cmd_images", "run_image_rm", "IMAGE_RM_FLAGS", "IMAGE_RM_USAGE"),
     "sim-import-remote": Spec(
         _S + "cmd_images", "run_import_remote", "REMOTE_FLAGS", "REMOTE_USAGE"
@@ -145,7 +146,7 @@ def _run(argv: Sequence[str]) -> int:
         events = parsed.events
         wants_help = parsed.help
     else:
-        payload = module.parse(rest)
+        payload = getattr(module, spec.parser)(rest)
         events = payload.events
         wants_help = any(e.flag.name == "help" for e in events)
     if wants_help or pre_parsed.help:
