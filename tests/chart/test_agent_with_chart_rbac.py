@@ -149,7 +149,7 @@ def test_task_runs_to_ready_with_only_the_chart_rbac(
     node, popen = agent
     image = build_aci(
         tmp_path / "sleeper.aci", name="example.com/sleeper", version="1.0",
-        exec_=["/bin/sleep", "3600"],
+        exec=["/bin/sleep", "3600"],
     )  # fmt: skip
     node.fetch(image)
     ns = installed.namespace

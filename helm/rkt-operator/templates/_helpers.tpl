@@ -54,10 +54,11 @@ splits them again), everything else is its plain string form.
 {{- end }}
 {{- end }}
 
-{{/* True ("true") when agent.namespaces holds a glob or a negation: kopf then watches Namespaces. */}}
+{{/* Non-empty when agent.namespaces holds a glob or a negation (the agent's own test, in
+rkt_operator.kopfapp): kopf then watches Namespaces and CRDs. */}}
 {{- define "rkt-operator.namespaceGlobs" -}}
 {{- range .Values.agent.namespaces }}
-{{- if regexMatch "[*?!\\[]" . }}true{{ end }}
+{{- if regexMatch "[*?!]" . }}true{{ end }}
 {{- end }}
 {{- end }}
 

@@ -36,11 +36,11 @@ def build(directory: Path) -> list[Path]:
             directory / "kv-server.aci",
             name=KV_SERVER[0],
             version=KV_SERVER[1],
-            exec_=["/bin/httpd", "-f", "-p", str(KV_PORT["port"])],
+            exec=["/bin/httpd", "-f", "-p", str(KV_PORT["port"])],
             ports=[KV_PORT],
         )
         shell = build_aci(
-            directory / "busybox.aci", name=BUSYBOX[0], version=BUSYBOX[1], exec_=["/bin/sh"]
+            directory / "busybox.aci", name=BUSYBOX[0], version=BUSYBOX[1], exec=["/bin/sh"]
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ImageError(f"building the example images: {exc}") from exc
