@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from rkt_operator.model import crd
 from rkt_operator.model.spec import RktTaskSpec
@@ -217,3 +218,14 @@ def test_examples_cover_the_issue() -> None:
     with (REPO / "examples" / "env-from-secret.yaml").open() as stream:
         kinds = [d["kind"] for d in yaml.safe_load_all(stream) if d]
     assert kinds == ["Secret", "RktTask"]
+
+
+@pytest.mark.parametrize("field", ["nodeName", "image", "command", "trustPrefix", "user", "group"])
+def test_model_enforces_the_crd_length_bounds(field: str) -> None:
+    limit = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][field][
+        "maxLength"
+    ]
+    base = {"nodeName": "node-a", "image": "example.com/app"}
+    RktTaskSpec.model_validate(base | {field: "a" * limit})
+    with pytest.raises(ValidationError):
+        RktTaskSpec.model_validate(base | {field: "a" * (limit + 1)})

@@ -10,7 +10,7 @@ at translation time by ``rkt_operator.rkt.argv``, not here.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -89,14 +89,12 @@ NOMAD_OPTION_MAP: tuple[tuple[str, str, str], ...] = (
     ("restartPolicy", "group restart stanza", "agent restarts exited pods"),
 )
 
-INSECURE_OPTIONS = (
-    "none", "image", "tls", "ondisk", "http", "pubkey",
-    "capabilities", "paths", "seccomp", "all-fetch", "all-run", "all",
-)  # fmt: skip
+# rkt's complete list of --insecure-options values (rkt-cli.md §1.3).
 InsecureOption = Literal[
     "none", "image", "tls", "ondisk", "http", "pubkey",
     "capabilities", "paths", "seccomp", "all-fetch", "all-run", "all",
 ]  # fmt: skip
+INSECURE_OPTIONS: tuple[str, ...] = get_args(InsecureOption)
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
 
 _Arg = Annotated[str, f.Text(f.NO_NUL, "a string without NUL characters", 32768, min_length=0)]
@@ -207,7 +205,6 @@ class RktTaskSpec(_Model):
     )
     trust_prefix: _Token | None = Field(
         None,
-        max_length=512,
         description="Image prefix whose signing keys are trusted before the pod is prepared "
         "(rkt trust --prefix). Without it and without insecureOptions, the image runs with "
         "--insecure-options=all (signature checks off), as under Nomad.",
