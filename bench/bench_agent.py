@@ -180,6 +180,7 @@ def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
                     task_root=sim.task_root,
                     kubeconfig=plane.kubeconfig,
                     log=workdir / "logs" / "agent.log",
+                    marker=sim.marker,
                     extra=args.agent_arg,
                 )
                 results.append(_phase(controller, spec, common))

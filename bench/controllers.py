@@ -96,9 +96,12 @@ def agent(
     task_root: Path,
     kubeconfig: Path,
     log: Path,
+    marker: str,
     extra: Sequence[str] = (),
 ) -> Controller:
-    """The node agent on the simulator, as an operator would run it (flags = settings)."""
+    """The node agent on the simulator, as an operator would run it (flags = settings).
+    ``marker``: a path in the command line of every rkt process and pod supervisor it starts
+    (the node's directory, which holds both the rkt store and the task root)."""
     argv = [
         str(venv_bin / "rkt-operator"),
         "run",
@@ -118,7 +121,7 @@ def agent(
         argv=argv,
         log=log,
         env={"KUBECONFIG": str(kubeconfig)},
-        marker=str(rkt_dir),
+        marker=marker,
     )
 
 

@@ -23,7 +23,7 @@ from kubernetes import client
 from apimetrics import WriteKey, parse_writes, write_delta
 from controllers import Controller
 from observe import RssSampler, TaskWatch, cpu_seconds
-from report import PhaseResult
+from report import MIB, PhaseResult
 
 log = logging.getLogger("bench.phase")
 
@@ -141,6 +141,8 @@ def run_phase(
             if not _wait(controller, watch, tasks, time.monotonic() + timeout):
                 seen, running = watch.counts()
                 notes.append(f"timeout after {timeout:.0f}s: {running} of {seen} tasks Running")
+            sampler.sample()
+            pods_pss = sampler.pods_pss() if controller.marker else None
             log.info("%s: batch done, waiting for the writes to settle", name)
             after, quiet = quiet_writes(metrics)
             if not quiet:
@@ -175,10 +177,14 @@ def run_phase(
         writes=writes,
         bench_writes=tasks,
         peak_rss=sampler.peak_controller,
+        pods_pss=pods_pss,
         peak_rss_pods=sampler.peak_pods if controller.marker else None,
         cpu_seconds=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
         notes=notes,
     )
     if controller.marker:
-        result.notes.append(f"at most {sampler.pods_seen} rkt processes seen at once")
+        result.notes.append(
+            f"rkt pod processes: at most {sampler.pods_seen} at once; their summed RSS peaked "
+            f"at {sampler.peak_pods / MIB:.0f} MiB (RSS counts shared pages in every process)"
+        )
     return result

@@ -41,7 +41,8 @@ class PhaseResult:
     writes: dict[WriteKey, int]  # API server's write counter delta over the phase
     bench_writes: int  # of those, the creates the benchmark itself sent
     peak_rss: int  # bytes, the controller process alone
-    peak_rss_pods: int | None = None  # bytes, the rkt/pod processes together (agent only)
+    pods_pss: int | None = None  # bytes, PSS of the rkt/pod processes, batch Running (agent)
+    peak_rss_pods: int | None = None  # bytes, their summed RSS at its peak (overcounts sharing)
     cpu_seconds: float | None = None  # controller + reaped children, over the batch
     notes: list[str] = field(default_factory=list)
 
@@ -72,7 +73,7 @@ class PhaseResult:
             "throughput_tasks_per_s": self.throughput,
             "api_writes_per_task": self.writes_per_task,
             "peak_rss_mib": self.peak_rss / MIB,
-            "peak_rss_pods_mib": None if self.peak_rss_pods is None else self.peak_rss_pods / MIB,
+            "pods_pss_mib": None if self.pods_pss is None else self.pods_pss / MIB,
             "cpu_seconds": self.cpu_seconds,
         }
 
@@ -83,6 +84,9 @@ class PhaseResult:
             "running": self.running,
             "wall_seconds": self.wall_seconds,
             **self.figures(),
+            "peak_rss_pods_sum_mib": None
+            if self.peak_rss_pods is None
+            else self.peak_rss_pods / MIB,
             "controller_writes": self.controller_writes,
             "bench_writes": self.bench_writes,
             "writes": {str(k): v for k, v in self.writes.items()},
@@ -98,7 +102,7 @@ _ROWS = {
     "throughput_tasks_per_s": ("throughput", "tasks/s", 1),
     "api_writes_per_task": ("API writes per task", "", 2),
     "peak_rss_mib": ("peak RSS, controller", "MiB", 1),
-    "peak_rss_pods_mib": ("peak RSS, rkt pods", "MiB", 1),
+    "pods_pss_mib": ("rkt pods, PSS at end", "MiB", 1),
     "cpu_seconds": ("CPU, controller + rkt cmds", "s", 1),
 }
 

@@ -48,6 +48,12 @@ class SimNode:
         self.local_config = root / "etc-rkt"
         self.task_root = root / "tasks"
 
+    @property
+    def marker(self) -> str:
+        """A fragment of the command line of every process that belongs to this node's
+        pods: the node's directory (pod supervisors name the task root, rkt the store)."""
+        return str(self.root) + "/"
+
     def _rkt(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         argv = [
             str(self.rkt_sim),
@@ -88,9 +94,9 @@ class SimNode:
         ]
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process whose command line names this node's store, and their
+        """Every live process whose command line names this node's directory, and their
         descendants (a pod's app processes)."""
-        marker = str(self.rkt_dir)
+        marker = self.marker
         found: dict[int, psutil.Process] = {}
         for proc in psutil.process_iter(["cmdline"]):
             cmdline = proc.info.get("cmdline") or []

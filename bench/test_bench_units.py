@@ -107,7 +107,7 @@ def test_ratios_are_agent_over_floor_and_json_has_no_nan() -> None:
     assert ratios["latency_p50_s"] == pytest.approx(4.0)
     assert ratios["api_writes_per_task"] == pytest.approx(3.0)
     assert ratios["peak_rss_mib"] == pytest.approx(2.0)
-    assert ratios["peak_rss_pods_mib"] is None  # not measured for either
+    assert ratios["pods_pss_mib"] is None  # not measured for either
     assert document["phases"][0]["running"] == 3
     assert ratio(1.0, 0.0) is None
     text = render_text(agent, [floor], "header")
