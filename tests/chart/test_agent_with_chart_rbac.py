@@ -77,8 +77,9 @@ def agent_environment(
     """The container's env as the kubelet would resolve it, plus the test-local host paths."""
     env: dict[str, str] = {"PATH": IMAGE_PATH, "HOME": str(node.root), "LANG": "C.UTF-8"}
     for item in installed.container["env"]:
-        if "value" in item:
-            env[item["name"]] = item["value"]
+        if "valueFrom" not in item:
+            # The API server drops an empty ``value``; the kubelet still sets the variable.
+            env[item["name"]] = item.get("value", "")
         else:
             field = item["valueFrom"]["fieldRef"]["fieldPath"]
             env[item["name"]] = _downward(
