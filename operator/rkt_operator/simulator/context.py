@@ -68,7 +68,7 @@ class SimConfig:
     def load(cls, data_dir: Path) -> SimConfig:
         try:
             raw = json.loads((data_dir / SIM_CONFIG_FILE).read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
             return cls()
         except (OSError, ValueError) as exc:
             raise SimError(f"invalid simulator config {data_dir / SIM_CONFIG_FILE}: {exc}") from exc
@@ -120,8 +120,7 @@ class Context:
         for value in parsed.all("insecure-options"):
             insecure = set(parse_insecure(value))
         ctx.insecure = frozenset(insecure)
-        if ctx.data_dir.exists():
-            ctx.data_dir = ctx.data_dir.resolve()
+        ctx.data_dir = Path(os.path.realpath(ctx.data_dir))  # rkt resolves symlinks too
         ctx.sim = SimConfig.load(ctx.data_dir)
         return ctx
 

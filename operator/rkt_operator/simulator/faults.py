@@ -53,7 +53,7 @@ def _take(entries: list[Any], args: Sequence[str]) -> dict[str, Any] | None:
 def consume(data_dir: Path, command: str, args: Sequence[str]) -> list[dict[str, Any]]:
     """Take the entries that apply to this invocation (and persist the countdown)."""
     path = data_dir / FAULT_FILE
-    if not path.exists():
+    if not os.path.exists(path):
         return []
     with open(data_dir / LOCK_FILE, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
