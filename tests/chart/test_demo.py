@@ -34,8 +34,8 @@ def _demo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 
 
 def _table_rows(output: str) -> dict[str, list[str]]:
-    table = output.split("$ kubectl get rkttasks -A -o wide\n", 1)[1]
-    lines = [line.split() for line in table.splitlines() if line.strip()]
+    table = output.split("$ kubectl get rkttasks -A -o wide\n", 1)[1].split("\n\n", 1)[0]
+    lines = [line.split() for line in table.splitlines()]
     header = lines[0]
     assert header[:2] == ["NAMESPACE", "NAME"], header
     return {row[1]: row for row in lines[1:] if len(row) > 2}
