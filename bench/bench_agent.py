@@ -153,6 +153,7 @@ def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
         f"bench-floor-{e}" for e in args.floor_engines
     ]
     sim: SimNode | None = None
+    started: list[Controller] = []
     with ControlPlane(args.assets, base_dir=workdir) as plane:
         try:
             log.info("control plane up in %.1fs", plane.startup_seconds or 0)
@@ -183,6 +184,7 @@ def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
                     marker=sim.marker,
                     extra=args.agent_arg,
                 )
+                started.append(controller)
                 results.append(_phase(controller, spec, common))
             for engine in args.floor_engines:
                 controller = floor_controller(
@@ -192,12 +194,15 @@ def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
                     kubeconfig=plane.kubeconfig,
                     log=workdir / "logs" / f"floor-{engine}.log",
                 )
+                started.append(controller)
                 results.append(_phase(controller, spec, common))
             meta = _meta(args, plane)
             api.close()  # type: ignore[no-untyped-call]
         finally:
             for s in (signal.SIGINT, signal.SIGTERM):  # the clean-up must run to its end
                 signal.signal(s, signal.SIG_IGN)
+            for controller in started:  # already stopped unless interrupted while stopping
+                controller.stop(grace=5.0)
             if sim is not None:
                 sim.cleanup()
     header = (
@@ -231,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    signal.signal(signal.SIGTERM, _interrupt)
+    for s in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`&`)
+        signal.signal(s, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="rkt-bench-"))
     out = sys.stderr if args.json == "-" else sys.stdout
     try:

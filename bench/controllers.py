@@ -33,6 +33,7 @@ class Controller:
     env: Mapping[str, str] = field(default_factory=dict)
     marker: str | None = None
     popen: subprocess.Popen[bytes] | None = None
+    stopped: bool = False
 
     @property
     def pid(self) -> int:
@@ -65,7 +66,7 @@ class Controller:
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM, wait ``grace`` seconds, then SIGKILL the process group. Idempotent."""
-        if self.popen is None:
+        if self.popen is None or self.stopped:
             return
         popen = self.popen
         if popen.poll() is None:
@@ -78,6 +79,7 @@ class Controller:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(popen.pid, signal.SIGKILL)
         popen.wait()
+        self.stopped = True
 
     def log_tail(self, lines: int = 30) -> str:
         try:
