@@ -262,6 +262,7 @@ def run(assets: Path, directory: Path, examples: Path, *, keep: bool, timeout: f
             popen.returncode = 0  # they live on by design; keep Popen from warning about it
         say(f"left running (KEEP). kubeconfig: {demo.kubeconfig}")
         say(f"  export KUBECONFIG={demo.kubeconfig}")
+        say(f"  export PATH={assets}:$PATH   # the demo's kubectl and helm")
         say("  kubectl get rkttasks -o wide; kubectl describe rkt kv-server")
         pids = ", ".join(f"{n} {p.pid}" for n, p in demo.agents.items())
         say(f"  agents: {pids}; logs in {directory}/<node>/agent.log")
