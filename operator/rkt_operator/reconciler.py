@@ -245,16 +245,23 @@ class Reconciler:
                 recorded,
                 uuid=started.uuid,
                 state=plan.State.PENDING,
+                finished_at=None,
                 restarts=decision.restarts,
                 generation=generation,
                 accepted_uuid=None,
             )
             backoff = replace(backoff, step=decision.backoff_step)
-            decision = self._decide(task, spec, recorded, pods, backoff)
-            if decision.actions:
-                # Something changed under our feet (the pod already exited and is due for a
-                # restart, or rkt lost it): the next pass acts on it.
-                logger.info("after start: %s pending until the next pass", decision.reason)
+            after = self._decide(task, spec, recorded, pods, backoff)
+            if after.start is not None:
+                # rkt does not show the pod we just started (or it is already due again):
+                # report the start as under way; the next pass looks again.
+                logger.info("after start: %s left for the next pass", after.reason)
+                after = replace(
+                    decision, state=plan.State.PENDING, pod_uuid=started.uuid, actions=()
+                )
+            elif after.removals:
+                logger.info("after start: %s left for the next pass", after.reason)
+            decision = after
         self._steps[task.uid] = decision.backoff_step
 
         # 5. Report.
@@ -380,7 +387,7 @@ class Reconciler:
         observe: bool = True,
     ) -> Mapping[str, Any]:
         """Write the status for ``summary`` if it differs from ``current``, and queue an
-        event when the phase or reason changed. ``observe=False`` keeps observedGeneration
+        event when the phase, reason or message changed. ``observe=False`` keeps observedGeneration
         (nothing was decided about the spec). Returns the status now in force."""
         generation = task.generation
         if not observe and isinstance(current.get("observedGeneration"), int):
@@ -399,8 +406,9 @@ class Reconciler:
             return current
         written = await self.api.patch_task_status(task.namespace, task.name, patch)
         out.writes += 1
-        old_reason = (c.condition(current, c.READY) or {}).get("reason")
-        if (current.get("phase"), old_reason) != (summary.phase, summary.reason):
+        ready = c.condition(current, c.READY) or {}
+        before = (current.get("phase"), ready.get("reason"), ready.get("message"))
+        if before != (summary.phase, summary.reason, summary.message):
             warning = (
                 summary.stalled
                 or summary.reason == c.CRASH_LOOP_BACK_OFF

@@ -225,6 +225,27 @@ ROWS = [
         backoff_step=1,
     ),
     Row(
+        "restarted pod exits at once: a new exit, despite an older finishedAt in status",
+        pods=[exited("c", 0, ago=0.5)],
+        recorded=Recorded(
+            state=State.PENDING,
+            generation=1,
+            uuid="c",
+            exit_code=0,
+            finished_at=NOW - timedelta(seconds=100),
+            restarts=1,
+        ),
+        policy=RestartPolicy.ALWAYS,
+        backoff=Backoff(10, 300, step=1),
+        reason=Reason.REPORT_EXIT,
+        state=State.BACKOFF,
+        pod_uuid="c",
+        exit_code=0,
+        restarts=1,
+        backoff_step=1,
+        requeue_after=19.5,
+    ),
+    Row(
         "back-off doubles with each restart",
         pods=[exited("b", 1, ago=30)],
         recorded=Recorded(

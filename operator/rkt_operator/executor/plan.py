@@ -258,7 +258,11 @@ def decide(
     if finished:
         last = finished[0]
         cleanup.extend(RemovePod(p.uuid, Reason.REMOVE_STALE) for p in finished[1:])
-        reported = recorded.uuid == last.uuid and recorded.finished_at is not None
+        reported = (
+            recorded.uuid == last.uuid
+            and recorded.finished_at is not None
+            and recorded.state in (*TERMINAL_STATES, State.BACKOFF)
+        )
         finished_at = recorded.finished_at if reported else (last.finished_at or now)
         return _after_exit(
             policy=policy,
