@@ -109,6 +109,8 @@ class FlagSet:
                 return FlagEvent(_HELP, "true"), index + 1
             raise FlagError(f"unknown shorthand flag: '{arg[1]}' in {arg}")
         name, eq, value = arg[2:].partition("=")
+        if not name or name.startswith(("-", "=")):
+            raise FlagError(f"bad flag syntax: {arg}")
         if name == "help":
             return FlagEvent(_HELP, "true"), index + 1
         flag = self.flags.get(name)

@@ -74,7 +74,7 @@ def parse_duration(text: str) -> int:
     """Parse a Go duration (``1h30m``, ``0.5s``, ``-1s``, ``0``) into nanoseconds."""
     original = text
     sign = 1
-    if text[:1] in "+-":
+    if text and text[0] in "+-":
         sign = -1 if text[0] == "-" else 1
         text = text[1:]
     if text == "0":

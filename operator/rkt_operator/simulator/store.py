@@ -119,6 +119,29 @@ def read_aci(data: bytes) -> tuple[bytes, dict[str, Any], list[tarfile.TarInfo]]
     return raw, manifest, members
 
 
+def _extract(archive: tarfile.TarFile, target: Path) -> None:
+    """Extract without letting a member escape ``target`` (tarfile's "tar" filter)."""
+    if hasattr(tarfile, "tar_filter"):
+        archive.extractall(target, filter="tar")
+        return
+    # Pythons without extraction filters (before 3.11.4): check the names ourselves, and
+    # refuse writing below a symlink the archive itself created.
+    symlinks: set[str] = set()
+    for member in archive.getmembers():
+        name = _clean(member.name)
+        parts = Path(name).parts
+        if member.name.startswith("/") or ".." in parts:
+            raise StoreError(f"invalid file path in layout: {member.name!r}")
+        link = Path(member.linkname).parts
+        if member.islnk() and (member.linkname.startswith("/") or ".." in link):
+            raise StoreError(f"invalid hard link in layout: {member.name!r}")
+        if any("/".join(parts[:i]) in symlinks for i in range(1, len(parts))):
+            raise StoreError(f"file path through a symlink in layout: {member.name!r}")
+        if member.issym():
+            symlinks.add(name)
+    archive.extractall(target)  # noqa: S202 - members checked above
+
+
 def image_key(raw_tar: bytes) -> str:
     return "sha512-" + hashlib.sha512(raw_tar).hexdigest()[:KEY_HEX]
 
@@ -193,7 +216,7 @@ class ImageStore:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
             with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
-                archive.extractall(staging, filter="tar")
+                _extract(archive, staging)
             (staging / "rootfs").mkdir(exist_ok=True)
             try:
                 staging.rename(tree)
