@@ -174,3 +174,57 @@ def test_first_failing_app_ends_a_multi_app_pod(rkt: Rkt, images: Images) -> Non
     apps = {a["name"]: a for a in rkt.status_json(uuid)["apps"]}  # type: ignore[attr-defined]
     assert apps["failing"]["exit_code"] == 5
     assert apps["long"]["state"] == "exited"
+
+
+READER = (
+    "while [ ! -s /scratch/note ]; do sleep 0.1; done; "
+    "cp /scratch/note /out/; cat /etc/motd > /out/motd 2>&1; true"
+)
+
+
+def test_no_overlay_copy_and_empty_volume_shared_by_apps(
+    rkt: Rkt, images: Images, tmp_path: Path
+) -> None:
+    host = tmp_path / "result"
+    host.mkdir()
+    uuid = rkt.prepare(
+        "--no-overlay",
+        "--volume=scratch,kind=empty,mode=0777",
+        f"--volume=out,kind=host,source={host}",
+        str(images.shell),
+        "--name=writer",
+        "--mount=volume=scratch,target=/scratch",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo shared > /scratch/note; echo changed > /etc/motd",
+        "---",
+        str(images.sleeper),
+        "--name=reader",
+        "--mount=volume=scratch,target=/scratch",
+        "--mount=volume=out,target=/out",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        READER,
+    )
+    assert run_to_end(rkt, uuid) == 0
+    assert (host / "note").read_text() == "shared\n"
+    assert "changed" not in (host / "motd").read_text()  # each app has its own root
+
+
+def test_read_only_rootfs(rkt: Rkt, images: Images, tmp_path: Path) -> None:
+    host = tmp_path / "rw"
+    host.mkdir()
+    uuid = rkt.prepare(
+        f"--volume=rw,kind=host,source={host}",
+        str(images.shell),
+        "--readonly-rootfs=true",
+        "--mount=volume=rw,target=/rw",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "if touch /root-file; then echo writable > /rw/r; else echo read-only > /rw/r; fi",
+    )
+    assert run_to_end(rkt, uuid) == 0
+    assert (host / "r").read_text() == "read-only\n"

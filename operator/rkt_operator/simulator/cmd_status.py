@@ -11,7 +11,6 @@ from rkt_operator.simulator.appc import display_name
 from rkt_operator.simulator.context import Context
 from rkt_operator.simulator.errors import FlagError, SimError
 from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed, bool_flag, str_flag
-from rkt_operator.simulator.manifest import canonical_pod
 from rkt_operator.simulator.status import ConversionError, pod_json, status_text
 
 STATUS_USAGE = (
@@ -226,6 +225,8 @@ def run_cat_manifest(ctx: Context, parsed: Parsed) -> int:
     manifest = pod.manifest()
     if manifest is None:
         raise SimError("")  # rkt exits 254 without a message here
+    from rkt_operator.simulator.manifest import canonical_pod  # only cat-manifest needs it
+
     obj = canonical_pod(manifest)
     ctx.out(gofmt.dumps_indent(obj) if pretty else gofmt.dumps(obj))
     return 0
