@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chartlib import CHART, Helm
+from chartlib import CHART, Helm, argocd_health
 
 from rkt_operator.testing.aci import build_aci
 from rkt_operator.testing.controlplane import ControlPlane, log_tail
@@ -177,6 +177,8 @@ def test_task_runs_to_ready_with_only_the_chart_rbac(
         assert running["status"]["phase"] == "Running"
         assert running["status"]["uuid"]
         assert "rktoperator.io/finalizer" in running["metadata"]["finalizers"]
+        # The shipped Argo CD health check agrees with the agent's status.
+        assert argocd_health(running)[0] == "Healthy"
 
         # The node's rkt fingerprint was published as labels (nodes: get, patch).
         def labelled() -> bool:
@@ -193,11 +195,27 @@ def test_task_runs_to_ready_with_only_the_chart_rbac(
         )  # fmt: skip
         assert json.loads(events.stdout)["items"], "the agent posted no event"
 
+        # A task whose app fails: Failed with its exit code, and Degraded for Argo CD.
+        failing = json.loads(json.dumps(task))
+        failing["metadata"]["name"] = "crasher"
+        failing["spec"].update(command="/bin/sh", args=["-c", "exit 3"], restartPolicy="Never")
+        control_plane.apply(json.dumps(failing))
+
+        def failed() -> dict[str, Any] | None:
+            found = get_json(control_plane.kubectl, "rkttask", "crasher", ns)
+            return found if ((found or {}).get("status") or {}).get("phase") == "Failed" else None
+
+        crashed = wait_for(failed, timeout=180, interval=1.0, what="task Failed")
+        assert crashed["status"]["exitCode"] == 3
+        assert argocd_health(crashed)[0] == "Degraded"
+
         # Deletion goes through the agent too: it stops the pod and drops its finalizer.
-        control_plane.kubectl("delete", "rkttask", "sleeper", "--namespace", ns, "--wait=false")
+        control_plane.kubectl(
+            "delete", "rkttask", "sleeper", "crasher", "--namespace", ns, "--wait=false"
+        )
         wait_for(
-            lambda: get_json(control_plane.kubectl, "rkttask", "sleeper", ns) is None,
-            timeout=120, interval=1.0, what="the finalizer removed by the agent",
+            lambda: not control_plane.kubectl("get", "rkttask", "-n", ns, "-o", "name").stdout,
+            timeout=120, interval=1.0, what="the finalizers removed by the agent",
         )  # fmt: skip
     except BaseException:
         sys.stderr.write(f"agent log:\n{log_tail(node.agent_log, 60)}\n")

@@ -2,36 +2,21 @@
 
 The script runs in Lua 5.1 (lupa's ``lua51`` runtime), the language version of the
 gopher-lua interpreter Argo CD embeds, with ``obj`` bound the way Argo CD binds it: the
-object's JSON turned into nested tables, arrays indexed from 1.
+object's JSON turned into nested tables, arrays indexed from 1 (``chartlib.argocd_health``).
+The objects here are hand-made for every state; ``test_agent_with_chart_rbac.py`` also
+judges objects written by the real agent.
 """
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import lupa.lua51 as lua51
 import pytest
+from chartlib import argocd_health
 
-SCRIPT = Path(__file__).parents[2] / "helm/rkt-operator/health/argocd-health.lua"
-
-
-def _to_lua(runtime: Any, value: Any) -> Any:
-    if isinstance(value, dict):
-        return runtime.table_from({k: _to_lua(runtime, v) for k, v in value.items()})
-    if isinstance(value, list):
-        return runtime.table_from([_to_lua(runtime, v) for v in value])
-    return value
-
-
-def health(obj: dict[str, Any]) -> tuple[str, str]:
-    """Run the script the way Argo CD does: a fresh state, ``obj`` global, a returned table."""
-    runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
-    runtime.globals().obj = _to_lua(runtime, obj)
-    chunk = runtime.execute(SCRIPT.read_text())
-    assert chunk is not None, "the script must return a table"
-    return str(chunk["status"]), str(chunk["message"])
+health = argocd_health
 
 
 def cond(kind: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
