@@ -57,9 +57,10 @@ typecheck: $(STAMP) ## mypy --strict on the package
 check: lint typecheck test ## Everything CI runs
 
 .PHONY: crds
-crds: $(STAMP) ## Regenerate the CRD from the pydantic models (and the chart's copy)
+crds: $(STAMP) ## Regenerate the CRD from the pydantic models (and its copies in the chart and manifests/)
 	$(PY) -m rkt_operator.model.crd > crds/rkttasks.rktoperator.io.yaml
 	cp crds/rkttasks.rktoperator.io.yaml helm/rkt-operator/crds/rkttasks.rktoperator.io.yaml
+	cp crds/rkttasks.rktoperator.io.yaml manifests/01-crd-rkttasks.rktoperator.io.yaml
 
 .PHONY: manifests
 manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
