@@ -278,3 +278,30 @@ def test_pod_survives_the_death_of_its_launcher(rkt: Rkt, images: Images) -> Non
     finally:
         rkt.run("stop", "--force", uuid)
     assert rkt.wait_state(uuid, "exited")["state"] == "exited"
+
+
+def test_unknown_network_fails_the_pod(rkt: Rkt, images: Images) -> None:
+    uuid = rkt.prepare(str(images.shell))
+    done = rkt.run("run-prepared", "--net=no-such-net", uuid)
+    assert done.returncode == 254
+    assert "networks not found: no-such-net" in done.stderr
+    assert rkt.status_json(uuid)["state"] == "exited"
+
+
+def test_network_from_local_config(rkt: Rkt, images: Images) -> None:
+    net_d = rkt.local_config / "net.d"
+    net_d.mkdir(parents=True)
+    conf = {
+        "name": "backend",
+        "type": "bridge",
+        "bridge": "rkt-test0",
+        "ipMasq": True,
+        "ipam": {"type": "host-local", "subnet": "10.222.0.0/24"},
+    }
+    (net_d / "10-backend.conf").write_text(json.dumps(conf))
+    uuid = rkt.prepare(str(images.sleeper))
+    status = rkt.start(uuid, "--net=backend:IP=10.222.0.77")
+    net: Any = status["networks"]
+    assert [(n["netName"], n["ip"], n["mask"], n["args"]) for n in net] == [
+        ("backend", "10.222.0.77", "255.255.255.0", "IP=10.222.0.77")
+    ]

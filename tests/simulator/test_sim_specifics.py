@@ -177,3 +177,17 @@ def test_unprivileged_use_is_refused_by_default(sim: Sim, tmp_path: Path) -> Non
     )
     assert done.returncode == 254
     assert done.stderr == "prepare: cannot run as unprivileged user\n"
+
+
+def test_debug_reports_stage1_progress(sim: Sim, shell_aci: Path) -> None:
+    uuid = sim.ok("--insecure-options=image", "prepare", "--quiet", str(shell_aci)).strip()
+    done = sim.run("--debug", "run-prepared", uuid)
+    assert done.returncode == 0
+    lines = done.stderr.splitlines()
+    assert any(line.startswith("stage1: network default: eth0 172.16.28.") for line in lines)
+    assert any(line.startswith('stage1: started app "shell": /bin/sh -c exit 0') for line in lines)
+    quiet = sim.run(
+        "run-prepared",
+        sim.ok("--insecure-options=image", "prepare", "--quiet", str(shell_aci)).strip(),
+    )
+    assert quiet.stderr == ""

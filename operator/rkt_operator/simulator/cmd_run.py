@@ -113,8 +113,11 @@ def run(ctx: Context, parsed: Parsed) -> int:
         except network.NetworkError as exc:
             runner.stage1_error(f"failed to setup network: {exc}")
             return 254
+        if ctx.debug:
+            for net in pod.net_info() or []:
+                runner.stage1_error(f"network {net['netName']}: {net['ifName']} {net['ip']}")
     (pod.path / "ppid").write_text(f"{os.getpid()}\n")
-    options = runner.RunOptions(hostname, files, interactive, ctx.sim.stop_grace_seconds)
+    options = runner.RunOptions(hostname, files, interactive, ctx.sim.stop_grace_seconds, ctx.debug)
     pod_runner = runner.PodRunner(ctx.data_dir, pod.path, manifest, options)
     try:
         code = pod_runner.run()

@@ -81,6 +81,7 @@ class RunOptions:
     files: dict[str, str]
     interactive: bool
     grace_seconds: float
+    debug: bool = False
 
 
 class PodRunner:
@@ -175,6 +176,8 @@ class PodRunner:
         os.close(write_err)
         os.close(read_err)
         proc = AppProcess(name, process, own_group=not self.options.interactive)
+        if self.options.debug:
+            stage1_error(f'started app "{name}": {" ".join(exec_)} (pid {process.pid})')
         pid_file = self.pod_dir / "appsinfo" / name / "pid"
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(process.pid))
@@ -243,6 +246,8 @@ class PodRunner:
         return first_failure or 0
 
     def _record(self, app: AppProcess, *, stopping: bool) -> int:
+        if self.options.debug:
+            stage1_error(f'app "{app.name}" ended with status {app.process.returncode}')
         returncode = app.process.returncode
         if returncode < 0:
             # killed by a signal: systemd reports the signal number; a pod shutdown is clean
