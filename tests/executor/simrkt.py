@@ -40,7 +40,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "rkt_local_config": tmp_path / "etc-rkt",
         "task_root": tmp_path / "tasks",
         "launcher": "detached",
-        "discovery_timeout_seconds": 60.0,
+        "discovery_timeout_seconds": 120.0,
         "rkt_timeout_seconds": 120.0,
         "max_kill_timeout_seconds": 30.0,
     }

@@ -2,25 +2,21 @@
 
 The pod's process is the one rkt reports as ``pid`` (``rkt status`` text; for the default
 stage1 that is the ``rkt run-prepared`` process, which becomes systemd-nspawn). Its whole
-tree is measured. Signals go to the app processes: the descendants of the pod process
-without stage1's own machinery (the pod's systemd and journald, which must never get a
-SIGTERM/SIGINT meant for an app: for systemd as PID 1 they mean re-exec and reboot).
+tree is measured. Signals go to the app processes only, never to stage1's own machinery
+(the pod's systemd must not get a SIGTERM/SIGINT meant for an app: for systemd as PID 1
+they mean re-exec and reboot).
 Blocking psutil calls: run them in a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-
-# Process names of rkt's stage1 inside a pod (coreos/host/src flavours).
-STAGE1_NAMES = frozenset(
-    {"systemd", "systemd-journald", "systemd-journal", "systemd-nspawn", "systemd-shutdown"}
-)
 
 
 @dataclass(frozen=True)
@@ -70,16 +66,40 @@ def collect(pid: int) -> PodStats | None:
     )
 
 
+def _root_id(proc: psutil.Process) -> tuple[int, int]:
+    st = os.stat(f"/proc/{proc.pid}/root")
+    return st.st_dev, st.st_ino
+
+
 def app_processes(pid: int) -> list[psutil.Process]:
-    """The pod's app processes: descendants of the pod process minus stage1's own."""
+    """The pod's app processes: the descendants of the pod process that sit deepest in
+    root-directory changes. Apps run chrooted into their image's rootfs below stage1's own
+    root (nspawn -> systemd in the stage1 rootfs -> apps in /opt/stage2/<app>/rootfs; in
+    rkt-sim: supervisor helpers -> apps in the pod's rootfs), so stage1's processes are never
+    hit. Without any root change (rkt-sim unprivileged) every descendant counts."""
     try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
+        top = psutil.Process(pid)
+        depth: dict[psutil.Process, int] = {top: 0}
+        roots = {top: _root_id(top)}
+    except (psutil.Error, OSError):
         return []
-    out = []
-    for proc in children:
+    queue = [top]
+    for proc in queue:  # breadth first: parents before children
         with contextlib.suppress(psutil.Error):
-            if proc.name() not in STAGE1_NAMES and proc.status() != psutil.STATUS_ZOMBIE:
+            for child in proc.children():
+                try:
+                    roots[child] = _root_id(child)
+                except OSError:
+                    continue
+                depth[child] = depth[proc] + (roots[child] != roots[proc])
+                queue.append(child)
+    deepest = max(depth.values())
+    out = []
+    for proc, d in depth.items():
+        if proc is top or d != deepest:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE:
                 out.append(proc)
     return out
 
