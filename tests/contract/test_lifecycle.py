@@ -305,3 +305,20 @@ def test_network_from_local_config(rkt: Rkt, images: Images) -> None:
     assert [(n["netName"], n["ip"], n["mask"], n["args"]) for n in net] == [
         ("backend", "10.222.0.77", "255.255.255.0", "IP=10.222.0.77")
     ]
+
+
+def test_only_one_run_prepared_wins(rkt: Rkt, images: Images) -> None:
+    uuid = rkt.prepare(str(images.shell), "--exec=/bin/sleep", "--", "2")
+    racers = [
+        subprocess.Popen(
+            rkt.argv("run-prepared", uuid), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    results = []
+    for racer in racers:
+        _, err = racer.communicate(timeout=WAIT_SECONDS)
+        results.append((racer.returncode, err.decode()))
+    assert sorted(code for code, _ in results) == [0, 254, 254]
+    losers = [err for code, err in results if code == 254]
+    assert all(err.strip() == f'run-prepared: pod "{uuid}" is not prepared' for err in losers)

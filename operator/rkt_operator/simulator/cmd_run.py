@@ -102,10 +102,16 @@ def run(ctx: Context, parsed: Parsed) -> int:
     ipc = parsed.last("ipc") or "auto"
     if ipc not in ("auto", "private", "parent"):
         raise SimError(f'unknown value for --ipc: "{ipc}"')
-    fd = pods.open_dir(pod.path)
+    try:
+        fd = pods.open_dir(pod.path)
+    except OSError:  # another run-prepared moved it meanwhile
+        raise SimError(f'pod "{pod.uuid}" is not prepared') from None
     if not pods.try_lock(fd):
         raise SimError(f'pod "{pod.uuid}" is not prepared')
-    pod.move("run")
+    try:
+        pod.move("run")
+    except OSError:
+        raise SimError(f'pod "{pod.uuid}" is not prepared') from None
     # From here on this is stage1's work: the lock stays held until this process ends.
     if isinstance(nets, list):
         try:

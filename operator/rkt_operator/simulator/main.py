@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -182,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stderr.write(f"{name}: {exc.message}\n")
         code = exc.code
     except BrokenPipeError:
+        code = 254
+    except Exception as exc:  # noqa: BLE001 - a CLI ends with rkt's generic code, not a traceback
+        if "--debug" in args:
+            traceback.print_exc()
+        sys.stderr.write(f"{_command_name(args)}: internal error: {exc}\n")
         code = 254
     with contextlib.suppress(OSError):
         sys.stdout.flush()
