@@ -1,0 +1,168 @@
+"""Unit tests of the kopf-facing layer: the one error mapping (rkt_operator.handlers), the
+operator settings and log format (rkt_operator.kopfapp), and the CLI (rkt_operator.cli)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+
+from rkt_operator import cli, errors, handlers, kopfapp
+from rkt_operator.settings import Settings
+
+SETTINGS = Settings(node_name="node-a", restart_backoff_seconds=2, restart_backoff_max_seconds=30)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.SpecError("bad", field="spec.image"),
+        errors.PrepareError("no such image"),
+        errors.TrustError("bad key"),
+    ],
+    ids=["spec", "prepare", "trust"],
+)
+def test_terminal_errors_are_permanent(error: errors.RktTaskError) -> None:
+    with pytest.raises(kopf.PermanentError) as info:
+        handlers.raise_for(error, settings=SETTINGS, retry=0)
+    assert str(info.value).startswith(f"{error.reason}: ")
+    assert info.value.__cause__ is error
+
+
+@pytest.mark.parametrize(
+    ("error", "retry", "delay"),
+    [
+        (errors.DependencyError("secret x"), 0, 2.0),
+        (errors.DependencyError("secret x"), 3, 16.0),
+        (errors.RktTimeout("slow"), 4, 30.0),
+        (errors.NetworkDiscoveryError("no ip"), 1, 4.0),
+        (errors.RktError("boom"), 100, 30.0),
+    ],
+)
+def test_retryable_errors_back_off(error: errors.RktTaskError, retry: int, delay: float) -> None:
+    with pytest.raises(kopf.TemporaryError) as info:
+        handlers.raise_for(error, settings=SETTINGS, retry=retry)
+    assert info.value.delay == delay
+
+
+def test_no_error_no_exception() -> None:
+    handlers.raise_for(None, settings=SETTINGS, retry=0)
+
+
+def _selectors(mapping: Any) -> dict[tuple[str, str], str]:
+    return {(key.group, key.any_name): value for key, value in dict(mapping).items()}
+
+
+def test_configure_field_selector_mode() -> None:
+    ks = kopf.OperatorSettings()
+    kopfapp.configure(ks, SETTINGS)
+    assert ks.peering.standalone is True
+    assert _selectors(ks.watching.field_selectors) == {
+        ("rktoperator.io", "rkttasks"): "spec.nodeName=node-a"
+    }
+    assert not dict(ks.watching.label_selectors)
+    assert ks.persistence.finalizer == "rktoperator.io/finalizer"
+    assert ks.posting.reporting_component == "rkt-operator"
+    assert ks.posting.reporting_instance == "node-a"
+    assert ks.scanning.disabled is True
+    body = kopf.Body(
+        {
+            "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x"}},
+            "spec": {"image": "a"},
+        }
+    )
+    patch = kopf.Patch()
+    ks.persistence.diffbase_storage.store(
+        body=body, patch=patch, essence=ks.persistence.diffbase_storage.build(body=body)
+    )
+    keys = list(patch["metadata"]["annotations"])
+    assert "rktoperator.io/last-handled-configuration" in keys
+    assert all(key.startswith("rktoperator.io/") for key in keys)
+
+
+def test_configure_label_mode_and_namespace_globs() -> None:
+    ks = kopf.OperatorSettings()
+    kopfapp.configure(
+        ks, Settings(node_name="node-b", selector="label", namespaces=("team-*", "ops"))
+    )
+    assert _selectors(ks.watching.label_selectors) == {
+        ("rktoperator.io", "rkttasks"): "rktoperator.io/node=node-b"
+    }
+    assert not dict(ks.watching.field_selectors)
+    assert ks.scanning.disabled is False  # globs need kopf's namespace watch
+
+
+def test_caught_up_follows_the_diff_base() -> None:
+    storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="rktoperator.io", key="last-handled-configuration"
+    )
+    raw: Any = {"metadata": {"name": "x"}, "spec": {"image": "a"}}
+    assert not handlers.caught_up(kopf.Body(raw), storage)  # never handled
+    patch = kopf.Patch()
+    storage.store(body=kopf.Body(raw), patch=patch, essence=storage.build(body=kopf.Body(raw)))
+    handled: Any = {**raw, "metadata": {"name": "x", **patch["metadata"]}}
+    assert handlers.caught_up(kopf.Body(handled), storage)
+    changed: Any = {**handled, "spec": {"image": "b"}}
+    assert not handlers.caught_up(kopf.Body(changed), storage)
+
+
+def test_key_value_log_lines() -> None:
+    formatter = kopfapp.KeyValueFormatter()
+    record = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "pod %s up", ("ab",), None
+    )
+    record.k8s_ref = {"namespace": "team", "name": "web"}
+    line = formatter.format(record)
+    assert ' level=INFO logger=kopf.objects object=team/web msg="pod ab up"' in line
+    plain = logging.LogRecord("x", logging.WARNING, __file__, 1, "ok", (), None)
+    assert formatter.format(plain).endswith(" level=WARNING logger=x msg=ok")
+
+
+def test_routine_timer_lines_are_dropped() -> None:
+    routine = kopfapp.RoutineFilter()
+    tick = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Timer 'resync' succeeded.", (), None
+    )
+    other = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Handler 'create' succeeded.", (), None
+    )
+    assert routine.filter(tick) is False
+    assert routine.filter(other) is True
+
+
+def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["version"]) == 0
+    assert capsys.readouterr().out == "rkt-operator 0.1.0\n"
+
+
+def test_cli_run_needs_a_node(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--rkt-path=/nonexistent"]) == 2
+    assert "no node name" in capsys.readouterr().err
+
+
+def test_cli_bad_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--node-name=a", "--selector=both"]) == 2
+    assert "selector" in capsys.readouterr().err
+
+
+def test_cli_fingerprint_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rkt_sim = Path(sys.executable).parent / "rkt-sim"
+    code = cli.main(
+        [
+            "fingerprint",
+            f"--rkt-path={rkt_sim}",
+            f"--rkt-dir={tmp_path / 'rkt'}",
+            f"--rkt-local-config={tmp_path / 'etc'}",
+        ]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"detected", "healthy", "description", "attributes", "labels"}
+    assert result["detected"] is (os.geteuid() == 0) or result["detected"] is True
+    assert code == (0 if result["healthy"] else 1)
+    assert result["labels"]["rktoperator.io/rkt"] == ("true" if result["healthy"] else "false")
