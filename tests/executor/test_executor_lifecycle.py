@@ -202,3 +202,21 @@ async def test_exec_in_a_running_pod(
     assert code == 0
     assert len(big.encode()) == 4096  # the last 4 KiB, as Nomad's Exec
     assert big.endswith("4999\n5000\n")
+
+
+async def test_aborted_prepare_is_observed_and_removed(
+    executor: Executor, rkt: RktCli, settings: Settings, images: dict[str, Path]
+) -> None:
+    # What a prepare killed half-way leaves: an unlocked pods/prepare/<uuid> directory with
+    # no manifest (rkt's "aborted prepare"; status JSON refuses it, the text format works).
+    uuid = "5d3c2b1a-9e8f-4a7b-8c6d-0e1f2a3b4c5d"
+    await rkt.prepare(["--insecure-options=image", "prepare", str(images["sleeper"])])
+    (settings.rkt_dir / "pods" / "prepare" / uuid).mkdir(parents=True)
+    observed = await executor.observe(uuid)
+    assert observed is not None
+    assert observed.state == "aborted prepare"
+    assert observed.finished
+    assert observed.identity is None
+    assert await executor.list_pods() == []
+    await executor.remove(uuid)
+    assert await executor.observe(uuid) is None

@@ -5,9 +5,9 @@ keeps no database: after a restart it finds its pods again from what rkt reports
 is stamped with the task identity through ``--user-annotation``) plus the supervisor's exit
 files, a cache that ``rkt status`` overrules. Starting is idempotent and crash-safe:
 
-- a per-task start lock (in-process ``asyncio.Lock`` + ``flock``) serialises starts; the
-  lock descriptor is inherited by ``rkt prepare``, so a prepare orphaned by a killed agent
-  still holds it and the next agent waits for it instead of preparing a second pod;
+- a per-task start lock (``startlock``) serialises starts; its descriptor is inherited by
+  ``rkt prepare``, so a prepare orphaned by a killed agent still holds it and the next agent
+  waits for it instead of preparing a second pod;
 - a prepared pod of the task is adopted, and launched only if no launch is under way
   (launch marker / systemd unit);
 - the launch itself is claimed exclusively by the supervisor.
@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from rkt_operator import errors
-from rkt_operator.executor import discovery, files, stats
+from rkt_operator.executor import discovery, files, startlock, stats
 from rkt_operator.executor.launcher import Launcher
 from rkt_operator.rkt import pods
 from rkt_operator.rkt.cli import RktCli
@@ -100,7 +99,9 @@ class Executor:
         self.settings = settings
         self.rkt = rkt
         self.launcher = launcher or Launcher(settings=settings, rkt=rkt)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = startlock.StartLocks(
+            settings.task_root, deadline_seconds=settings.rkt_timeout_seconds
+        )
 
     # ------------------------------------------------------------------ start
 
@@ -108,7 +109,7 @@ class Executor:
         """Idempotent, crash-safe start of the pod of ``plan.identity`` (uid + generation).
         See /tmp/executor-api.md and the module docstring."""
         identity = plan.identity
-        async with self._start_lock(identity.uid) as lock_fd:
+        async with self._locks.hold(identity.uid) as lock_fd:
             # 1. Adopt a live pod of this uid+generation, if rkt knows one.
             mine = [
                 p
@@ -221,35 +222,6 @@ class Executor:
             started_at=None,
             finished_at=None,
         )
-
-    @contextlib.asynccontextmanager
-    async def _start_lock(self, uid: str) -> AsyncIterator[int]:
-        async with self._locks.setdefault(uid, asyncio.Lock()):
-            path = files.lock_file(self.settings.task_root, uid)
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                await self._flock(fd, uid)
-                yield fd
-            finally:
-                os.close(fd)  # also releases the flock (unless a prepare still holds it)
-
-    async def _flock(self, fd: int, uid: str) -> None:
-        deadline = time.monotonic() + self.settings.rkt_timeout_seconds
-        attempt = 0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise errors.RktTimeout(
-                        f"another start of task {uid} (an earlier rkt prepare) is still running"
-                    ) from None
-                if attempt == 0:
-                    log.info("waiting for an earlier start of the task uid=%s", uid)
-                await asyncio.sleep(discovery.next_delay(attempt))
-                attempt += 1
 
     # ------------------------------------------------------------------ observe
 
@@ -377,8 +349,7 @@ class Executor:
         if task_root not in root.resolve().parents:
             raise errors.SpecError(f"task directory {root} escapes {task_root}")
         await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
-        files.remove_quietly(files.lock_file(self.settings.task_root, identity.uid))
-        self._locks.pop(identity.uid, None)
+        self._locks.forget(identity.uid)
         log.info("task directories removed uid=%s", identity.uid)
 
     # ------------------------------------------------------------------ stats / signals
