@@ -64,8 +64,6 @@ class DyingCli(RktCli):
 
 
 class DyingLauncher(Launcher):
-    cli: DyingCli
-
     async def launch(self, plan: LaunchPlan, uuid: str) -> None:
         await super().launch(plan, uuid)
         assert isinstance(self.rkt, DyingCli)
