@@ -102,3 +102,18 @@ def test_missing_command_reports_error_and_releases_claim(tmp_path: Path) -> Non
 
 def test_runs_under_this_interpreter() -> None:
     assert launcher.shim_argv(["x"], Path("/"), UUID)[0] == sys.executable
+
+
+def test_foreground_mode_supervises_in_process(tmp_path: Path) -> None:
+    # As a systemd unit's main process: no fork, returns when the pod's process ends.
+    argv = launcher.shim_argv(["/bin/sh", "-c", "exit 5"], tmp_path, UUID, foreground=True)
+    assert "--foreground" in argv
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    _, shim_pid, _ = done.stdout.split()
+    assert int(shim_pid) > 0
+    record = files.read_exit(files.exit_file(tmp_path, UUID))
+    assert record is not None
+    assert record.exit_code == 5
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert again.stdout.strip() == "already-launched"

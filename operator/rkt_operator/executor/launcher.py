@@ -4,10 +4,13 @@ Two ways, chosen by ``settings.launcher`` (``auto`` picks systemd when the host 
 i.e. ``/run/systemd/system`` exists):
 
 - **systemd**: a transient unit ``rkt-<uuid>.service`` in ``machine.slice`` with
-  ``KillMode=mixed`` (rkt's recommendation; kubelet and rktlet did the same). systemd refuses
-  a second unit of the same name, which makes the launch idempotent.
-- **detached**: the ``shim`` supervisor (new session, double fork, output to files, exit
-  status recorded on disk). Its launch marker makes the launch idempotent.
+  ``KillMode=mixed`` (rkt's recommendation; kubelet and rktlet did the same) whose main
+  process is the ``shim`` supervisor in the foreground. systemd refuses a second unit of
+  the same name.
+- **detached**: the ``shim`` supervisor (new session, double fork).
+
+Either way the supervisor claims the pod with its launch marker (so a launch is never done
+twice), sends rkt's output to files and records its exit status on disk.
 
 The argv of rkt itself comes from ``RktCli.run_prepared_command``.
 """
@@ -46,7 +49,7 @@ def unit_name(uuid: str) -> str:
 
 
 def systemd_run_argv(
-    rkt_argv: list[str], uuid: str, *, workdir: Path, path_env: str | None
+    command: list[str], uuid: str, *, workdir: Path, path_env: str | None
 ) -> list[str]:
     """``systemd-run`` for one pod: transient unit, machine slice, mixed kill mode."""
     argv = [
@@ -60,15 +63,16 @@ def systemd_run_argv(
     ]
     if path_env:
         argv.append(f"--setenv=PATH={path_env}")
-    return [*argv, "--", *rkt_argv]
+    return [*argv, "--", *command]
 
 
-def shim_argv(rkt_argv: list[str], root: Path, uuid: str) -> list[str]:
+def shim_argv(rkt_argv: list[str], root: Path, uuid: str, *, foreground: bool = False) -> list[str]:
     stdout, stderr = files.log_files(root, uuid)
     return [
         sys.executable,
         "-m",
         "rkt_operator.executor.shim",
+        *(["--foreground"] if foreground else []),
         f"--marker={files.launch_marker(root, uuid)}",
         f"--exit-file={files.exit_file(root, uuid)}",
         f"--stdout={stdout}",
@@ -140,14 +144,13 @@ class Launcher:
             )
 
     async def launched(self, root: Path, uuid: str) -> bool:
-        """Has a launch of this (still prepared) pod begun and not failed?"""
-        if self.kind == "systemd":
-            return await self._unit_active(uuid)
+        """Has a launch of this (still prepared) pod begun? (An exit record means it ran or
+        failed to; the caller looks at it.)"""
         marker = files.launch_marker(root, uuid)
-        if files.marker_alive(marker):
+        if files.marker_alive(marker) or files.exit_file(root, uuid).exists():
             return True
-        if files.exit_file(root, uuid).exists():
-            return True  # it ran (or failed to); the caller looks at the exit record
+        if self.kind == "systemd" and await self._unit_active(uuid):
+            return True  # the unit exists but its supervisor has not claimed the pod yet
         # A marker left by a supervisor that died before running rkt: forget it.
         files.remove_quietly(marker)
         return False

@@ -1,9 +1,9 @@
 """The detached supervisor of one pod: ``python -m rkt_operator.executor.shim``.
 
-Used when pods are not launched as systemd units. The launcher starts it in a new session
-with stdin from /dev/null; it forks once so that the long-lived supervisor is not a child
-of the agent (the agent can die, be SIGKILLed or restart: the pod and its supervisor keep
-running), and the short-lived first process reports on stdout how the launch went:
+Detached (the default): the launcher starts it in a new session with stdin from /dev/null;
+it forks once so that the long-lived supervisor is not a child of the agent (the agent can
+die, be SIGKILLed or restart: the pod and its supervisor keep running), and the short-lived
+first process reports on stdout how the launch went:
 
 - ``started <supervisor pid> <rkt pid>``: the supervisor claimed the pod and runs rkt;
 - ``already-launched``: another supervisor already claimed this pod (nothing started);
@@ -12,7 +12,9 @@ running), and the short-lived first process reports on stdout how the launch wen
 The supervisor claims the pod by creating the launch marker atomically (``link``), runs the
 given ``rkt ... run-prepared ... <uuid>`` argv with output to the log files, forwards
 SIGTERM/SIGINT to it, ignores SIGHUP, waits, and records the exit status atomically in the
-exit file. Standard library + ``executor.files`` only: this must start fast and stay small.
+exit file. With ``--foreground`` it supervises in its own process instead (the main process
+of a transient systemd unit; ``KillMode=mixed`` then signals it first, and it forwards).
+Standard library + ``executor.files`` only: this must start fast and stay small.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--exit-file", type=Path, required=True)
     parser.add_argument("--stdout", type=Path, required=True)
     parser.add_argument("--stderr", type=Path, required=True)
+    parser.add_argument(
+        "--foreground",
+        action="store_true",
+        help="supervise in this process (as a systemd unit's main process): no fork, the "
+        "launch report goes to stdout",
+    )
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     return parser
 
@@ -94,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("error no command given\n")
         return 2
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if args.foreground:
+        return _supervise(args, command, os.dup(sys.stdout.fileno()))
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the supervisor
