@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agentlib import (
@@ -192,3 +193,28 @@ def test_fingerprint_labels_published_on_the_node(
         assert found["rktoperator.io/appc.version"]
     finally:
         kubectl("delete", "node", sim_node.name, "--wait=false", check=False)
+
+
+def test_liveness_endpoint_reports_the_fingerprint(
+    sim_node: SimNode, start_agent: StartAgent
+) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start_agent(sim_node, f"--liveness-endpoint=http://127.0.0.1:{port}/healthz")
+
+    def probe() -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as rsp:
+                body = json.loads(rsp.read())
+        except OSError:
+            return None
+        rkt = body.get("rkt") if isinstance(body, dict) else None
+        return body if isinstance(rkt, dict) and rkt.get("healthy") is not None else None
+
+    body = wait_for(probe, what="the liveness endpoint")
+    assert body["rkt"]["healthy"] is True
+    assert "rkt 1." in body["rkt"]["description"]
