@@ -14,8 +14,9 @@ from typing import Any
 import kopf
 
 from rkt_operator import errors, taskstate
-from rkt_operator.reconciler import Outcome, Reconciler
+from rkt_operator.reconciler import Reconciler
 from rkt_operator.settings import Settings
+from rkt_operator.statuswriter import Outcome
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 

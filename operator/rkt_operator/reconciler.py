@@ -14,88 +14,28 @@ generation, observe, decide, remove, start (resolve env, prepare, launch, discov
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from rkt_operator import envrefs, errors, taskstate
 from rkt_operator.executor import plan
 from rkt_operator.executor.service import Executor, PodObservation
 from rkt_operator.model import conditions as c
 from rkt_operator.model.spec import RktTaskSpec
+from rkt_operator.podcache import PodCache
 from rkt_operator.rkt import argv
 from rkt_operator.rkt.types import TaskDirs
 from rkt_operator.settings import Settings
+from rkt_operator.statuswriter import Event, Outcome, StatusApi, StatusWriter
 from rkt_operator.taskstate import Task
 
 log = logging.getLogger(__name__)
 
 # Starts in flight at once on one node (each runs rkt prepare and a launcher).
 MAX_CONCURRENT_STARTS = 8
-
-
-class StatusApi(envrefs.ValueSource, Protocol):
-    async def patch_task_status(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> Mapping[str, Any] | None: ...
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass
-class Outcome:
-    events: list[Event] = field(default_factory=list)
-    error: errors.RktTaskError | None = None
-    requeue_after: float | None = None
-    writes: int = 0
-
-
-class PodCache:
-    """One ``rkt list`` shared by every task's resync: a snapshot younger than ``max_age`` is
-    reused, a list in flight is joined, and any action of ours invalidates both (an epoch
-    counter), so a decision never rests on a list taken before our own last change."""
-
-    def __init__(self, executor: Executor, *, max_age: float) -> None:
-        self._executor = executor
-        self._max_age = max_age
-        self._epoch = 0
-        self._snapshot: tuple[int, float, list[PodObservation]] | None = None
-        self._inflight: tuple[int, asyncio.Task[list[PodObservation]]] | None = None
-
-    def invalidate(self) -> None:
-        self._epoch += 1
-
-    async def pods_for(self, uid: str) -> list[PodObservation]:
-        pods = await self._all()
-        mine = [p for p in pods if p.identity is not None and p.identity.uid == uid]
-        mine.sort(key=lambda p: p.created_at.timestamp() if p.created_at else 0.0, reverse=True)
-        return mine
-
-    async def _all(self) -> list[PodObservation]:
-        epoch = self._epoch
-        if self._snapshot is not None:
-            taken_epoch, taken_at, pods = self._snapshot
-            if taken_epoch == epoch and time.monotonic() - taken_at < self._max_age:
-                return pods
-        if self._inflight is None or self._inflight[0] != epoch or self._inflight[1].done():
-            self._inflight = (epoch, asyncio.create_task(self._list(epoch)))
-        return await asyncio.shield(self._inflight[1])
-
-    async def _list(self, epoch: int) -> list[PodObservation]:
-        started = time.monotonic()
-        pods = await self._executor.list_pods()
-        if self._epoch == epoch:
-            self._snapshot = (epoch, started, pods)
-        return pods
 
 
 class Reconciler:
@@ -112,9 +52,9 @@ class Reconciler:
         self.api = api
         self.now = clock or (lambda: datetime.now(UTC))
         self.pods = PodCache(executor, max_age=settings.resync_interval_seconds / 2)
+        self.status = StatusWriter(api=api, node_name=settings.node_name, clock=self.now)
         self._locks: dict[str, asyncio.Lock] = {}
         self._steps: dict[str, int] = {}
-        self._written: dict[str, tuple[int, Mapping[str, Any]]] = {}
         self._starts = asyncio.Semaphore(MAX_CONCURRENT_STARTS)
 
     # -- entry points ------------------------------------------------------------------
@@ -131,11 +71,11 @@ class Reconciler:
         task = Task.from_body(body)
         out = Outcome()
         async with self._locks.setdefault(task.uid, asyncio.Lock()):
-            status = self._freshest_status(task)
+            status = self.status.freshest(task)
             try:
                 await self._reconcile(task, status, out, logger, live_update=live_update)
             except errors.RktTaskError as exc:
-                await self._report_error(task, self._freshest_status(task), exc, out, logger)
+                await self._report_error(task, self.status.freshest(task), exc, out, logger)
         return out
 
     async def finalize(
@@ -155,10 +95,10 @@ class Reconciler:
                 pods = await self.executor.pods_for(task.uid)
                 live = [p for p in pods if p.running or p.state == "prepared"]
                 if live:
-                    status = self._freshest_status(task)
+                    status = self.status.freshest(task)
                     summary = c.terminating(live[0].uuid)
                     facts = taskstate.facts_from_status(status)
-                    await self._write(task, status, summary, facts, out, observe=False)
+                    await self.status.write(task, status, summary, facts, out, observe=False)
                 for pod in pods:
                     if pod.running:
                         out.events.append(Event("Normal", "Stopping", f"stopping pod {pod.uuid}"))
@@ -179,7 +119,7 @@ class Reconciler:
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._steps.pop(uid, None)
-        self._written.pop(uid, None)
+        self.status.forget(uid)
 
     # -- the reconcile -----------------------------------------------------------------
 
@@ -209,7 +149,7 @@ class Reconciler:
                 "spec changed: replacing the pod" if replacing else "accepted by the node agent",
                 replacing=replacing,
             )
-            status = await self._write(task, status, summary, facts, out)
+            status = await self.status.write(task, status, summary, facts, out)
 
         # 2. Observe and decide.
         accepted = status.get("uuid") if live_update else c.settled_uuid(status, generation)
@@ -274,7 +214,7 @@ class Reconciler:
             backoff=backoff,
             fresh_port_map=fresh_port_map,
         )
-        await self._write(task, status, summary, facts, out)
+        await self.status.write(task, status, summary, facts, out)
         out.requeue_after = decision.requeue_after
 
     def _decide(
@@ -361,72 +301,6 @@ class Reconciler:
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
         return started
 
-    # -- status ------------------------------------------------------------------------
-
-    def _freshest_status(self, task: Task) -> Mapping[str, Any]:
-        """The object's status, or the one we wrote last if the object we were handed is
-        older than our own write (the watch may lag behind our PATCH)."""
-        cached = self._written.get(task.uid)
-        if cached is None:
-            return task.status
-        try:
-            seen = int(task.resource_version)
-        except ValueError:
-            return task.status
-        written_rv, written_status = cached
-        return written_status if seen < written_rv else task.status
-
-    async def _write(
-        self,
-        task: Task,
-        current: Mapping[str, Any],
-        summary: c.Summary,
-        facts: c.PodFacts,
-        out: Outcome,
-        *,
-        observe: bool = True,
-    ) -> Mapping[str, Any]:
-        """Write the status for ``summary`` if it differs from ``current``, and queue an
-        event when the phase, reason or message changed. ``observe=False`` keeps observedGeneration
-        (nothing was decided about the spec). Returns the status now in force."""
-        generation = task.generation
-        if not observe and isinstance(current.get("observedGeneration"), int):
-            generation = current["observedGeneration"]
-        desired = c.build_status(
-            summary,
-            facts,
-            previous=current,
-            generation=generation,
-            now=self.now(),
-            node_name=self.settings.node_name,
-        )
-        c.validate(desired)
-        patch = c.status_patch(current, desired)
-        if not patch:
-            return current
-        written = await self.api.patch_task_status(task.namespace, task.name, patch)
-        out.writes += 1
-        ready = c.condition(current, c.READY) or {}
-        before = (current.get("phase"), ready.get("reason"), ready.get("message"))
-        if before != (summary.phase, summary.reason, summary.message):
-            warning = (
-                summary.stalled
-                or summary.reason == c.CRASH_LOOP_BACK_OFF
-                or (summary.reconciling and summary.reason not in (c.STARTING, c.REPLACING))
-            )
-            out.events.append(
-                Event("Warning" if warning else "Normal", summary.reason, summary.message)
-            )
-        if written is None:
-            return desired  # the task is gone
-        new_status = written.get("status")
-        new_status = dict(new_status) if isinstance(new_status, Mapping) else desired
-        meta = written.get("metadata")
-        version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
-        with contextlib.suppress(ValueError):
-            self._written[task.uid] = (int(str(version)), new_status)
-        return new_status
-
     async def _report_error(
         self,
         task: Task,
@@ -442,9 +316,9 @@ class Reconciler:
             logger.error("task refused: reason=%s %s", exc.reason, message)
             field_name = exc.field if isinstance(exc, errors.SpecError) else None
             summary = c.stalled(exc.reason, message, field=field_name)
-            await self._write(task, status, summary, replace(facts, ip=None), out)
+            await self.status.write(task, status, summary, replace(facts, ip=None), out)
             return
         logger.warning("task held back: reason=%s %s", exc.reason, message)
         if status.get("phase") == c.RUNNING and not isinstance(exc, errors.DependencyError):
             return  # the pod runs; a failed observation is no news for the status
-        await self._write(task, status, c.waiting(exc.reason, message), facts, out)
+        await self.status.write(task, status, c.waiting(exc.reason, message), facts, out)
