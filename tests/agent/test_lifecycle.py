@@ -117,7 +117,7 @@ def test_failing_task_fails_with_exit_code_and_message(
     assert any(e["reason"] == "PodFailed" and "exit code 3" in e["message"] for e in warnings)
 
 
-def test_spec_the_node_refuses_is_stalled_with_an_event_and_not_retried(
+def test_spec_the_node_refuses_is_stalled_not_retried_until_fixed(
     kubectl: Kubectl,
     namespace: str,
     sim_node: SimNode,
@@ -152,6 +152,14 @@ def test_spec_the_node_refuses_is_stalled_with_an_event_and_not_retried(
     assert again["metadata"]["resourceVersion"] == resource_version
     assert pods(sim_node) == []
     assert [e["reason"] for e in events(kubectl, namespace, "vol")].count("InvalidSpec") == 1
+    # Fixing the spec (a new generation) is acted on at once.
+    kubectl(
+        "patch", f"--namespace={namespace}", "rkt/vol", "--type=json",
+        "-p", '[{"op":"remove","path":"/spec/volumes"}]',
+    )  # fmt: skip
+    fixed = wait_task(kubectl, namespace, "vol", phase_is("Running"), what="Running")
+    assert condition(fixed, "Stalled")["status"] == "False"
+    assert [p["name"] for p in live_pods(sim_node)] == [fixed["status"]["uuid"]]
 
 
 def test_update_replaces_the_pod_and_kill_timeout_alone_does_not(
