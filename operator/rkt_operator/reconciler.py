@@ -177,7 +177,7 @@ class Reconciler:
         fresh_port_map: Mapping[str, int] | None = None
         start = decision.start
         if start is not None:
-            started = await self._start(task, spec, start, decision, out, logger)
+            started, status = await self._start(task, status, spec, start, decision, out, logger)
             fresh_port_map = started.port_map
             self._steps[task.uid] = decision.backoff_step
             pods = await self.pods.pods_for(task.uid)
@@ -274,12 +274,15 @@ class Reconciler:
     async def _start(
         self,
         task: Task,
+        status: Mapping[str, Any],
         spec: RktTaskSpec,
         start: plan.StartPod,
         decision: plan.Decision,
         out: Outcome,
         logger: logging.Logger | logging.LoggerAdapter[Any],
-    ) -> PodObservation:
+    ) -> tuple[PodObservation, Mapping[str, Any]]:
+        """Start the pod; the UUID is written to status (phase Preparing) between
+        ``rkt prepare`` and the launch. Returns the pod and the status now in force."""
         env = await envrefs.resolve_env(spec.env, task.body, source=self.api)
         identity = task.identity
         dirs = TaskDirs.for_task(self.settings.task_root, identity)
@@ -293,13 +296,21 @@ class Reconciler:
                 )
             )
         logger.info("starting pod generation=%s reason=%s", identity.generation, start.reason)
+        current = status
+
+        async def record_uuid(uuid: str) -> None:
+            nonlocal current
+            # A new pod: nothing of the previous pod (IP, exit code, times) applies to it.
+            facts = c.PodFacts(uuid=uuid, restarts=decision.restarts)
+            current = await self.status.write(task, current, c.preparing(uuid), facts, out)
+
         async with self._starts:
             try:
-                started = await self.executor.ensure_started(launch)
+                started = await self.executor.ensure_started(launch, on_prepared=record_uuid)
             finally:
                 self.pods.invalidate()
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
-        return started
+        return started, current
 
     async def _report_error(
         self,

@@ -71,9 +71,12 @@ def test_service_task_becomes_ready_with_uuid_ip_and_ports(
     networks = running[0].get("networks") or []
     assert status["ip"] in [n.get("ip") for n in networks]
     assert "rktoperator.io/finalizer" in obj["metadata"]["finalizers"]
-    reasons = [e["reason"] for e in events(kubectl, namespace, "web")]
+    story = [(e["reason"], e["message"]) for e in events(kubectl, namespace, "web")]
+    reasons = [reason for reason, _ in story]
     assert "Starting" in reasons
     assert "PodRunning" in reasons
+    # The UUID was recorded (phase Preparing) between rkt prepare and the launch.
+    assert ("Starting", f"launching pod {status['uuid']}") in story
 
 
 def test_batch_task_succeeds_with_exit_code_0(
@@ -302,6 +305,7 @@ def test_few_api_writes_from_apply_to_running(
     wait_resyncs(agent, namespace, "count", 3)  # idle resyncs must not write
     after = rkttask_writes(control_plane.metrics())
     patches = after.get("PATCH", 0) - before.get("PATCH", 0)
-    # finalizer, Reconciling (first sight), Running status, kopf's diff-base annotation
+    # finalizer, Reconciling (first sight), Preparing with the UUID, Running status,
+    # kopf's diff-base annotation
     assert patches <= 5, (before, after)
     assert after.get("PUT", 0) == before.get("PUT", 0)

@@ -10,7 +10,7 @@ import pytest
 from simrkt import identity, make_plan, make_settings, set_faults
 
 from rkt_operator import errors
-from rkt_operator.executor import files
+from rkt_operator.executor import files, service
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
@@ -115,13 +115,28 @@ async def test_secret_env_file_is_private_and_reaches_the_app(
         secret_env=[("API_TOKEN", "s3cr3t-value")],
         set_env={"PLAIN": "visible"},
     )
-    observed = await executor.ensure_started(plan)
     env_file = plan.dirs.secret_env_file
-    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert env_file.read_text() == "API_TOKEN=s3cr3t-value\n"
+    seen_at_prepare: list[tuple[str, bool, str]] = []
+
+    async def on_prepared(uuid: str) -> None:
+        state = (await executor.rkt.status(uuid)).state
+        seen_at_prepare.append((uuid, env_file.exists(), state))
+
+    observed = await executor.ensure_started(plan, on_prepared=on_prepared)
+    # The hook sees the UUID before the launch; rkt read the secret file during prepare and
+    # no second copy of the secret stays on disk afterwards.
+    assert seen_at_prepare == [(observed.uuid, False, "prepared")]
+    assert not env_file.exists()
     assert all("s3cr3t-value" not in word for word in plan.prepare)
     output, code = await executor.rkt.enter(observed.uuid, ["/bin/sh", "-c", "echo $API_TOKEN"])
     assert (output, code) == ("s3cr3t-value\n", 0)
+
+
+def test_secret_env_file_is_written_private(tmp_path: Path) -> None:
+    path = tmp_path / "secret.env"
+    service._write_secret_env(path, [("API_TOKEN", "s3cr3t-value")])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "API_TOKEN=s3cr3t-value\n"
 
 
 async def test_secret_with_newline_is_a_spec_error(

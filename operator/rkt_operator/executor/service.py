@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -105,9 +105,18 @@ class Executor:
 
     # ------------------------------------------------------------------ start
 
-    async def ensure_started(self, plan: LaunchPlan) -> PodObservation:
+    async def ensure_started(
+        self,
+        plan: LaunchPlan,
+        *,
+        on_prepared: Callable[[str], Awaitable[None]] | None = None,
+    ) -> PodObservation:
         """Idempotent, crash-safe start of the pod of ``plan.identity`` (uid + generation).
-        See /tmp/executor-api.md and the module docstring."""
+
+        ``on_prepared(uuid)`` is awaited once the pod is prepared and before it is launched
+        (also for an adopted pod that was prepared but never launched), so the caller can
+        record the UUID first; if it raises, the pod stays prepared and the next call adopts
+        it. See the module docstring for the crash-safety argument."""
         identity = plan.identity
         async with self._locks.hold(identity.uid) as lock_fd:
             # 1. Adopt a live pod of this uid+generation, if rkt knows one.
@@ -127,30 +136,44 @@ class Executor:
                     )
                 log.info("adopting pod uid=%s uuid=%s state=%s", identity.uid, pod.uuid, pod.state)
                 if pod.state == "prepared":
+                    if on_prepared is not None and not await self.launcher.launched(
+                        plan.dirs.root, pod.uuid
+                    ):
+                        await on_prepared(pod.uuid)
                     await self._launch_adopted(plan, pod.uuid)
                 return await self._await_running(plan, pod.uuid)
             # 2. Fresh start: directories, secrets, trust, prepare, launch.
             await asyncio.to_thread(self._make_dirs, plan)
             if plan.trust:
                 await self.rkt.trust(plan.trust, secrets=plan.redact)
-            uuid = await self.rkt.prepare(plan.prepare, secrets=plan.redact, pass_fds=(lock_fd,))
+            try:
+                uuid = await self.rkt.prepare(
+                    plan.prepare, secrets=plan.redact, pass_fds=(lock_fd,)
+                )
+            finally:
+                # rkt copied the values into the pod manifest: keep no second copy on disk.
+                if plan.secret_env:
+                    plan.dirs.secret_env_file.unlink(missing_ok=True)
             log.info(
                 "pod prepared uid=%s generation=%s uuid=%s", identity.uid, identity.generation, uuid
             )
+            if on_prepared is not None:
+                await on_prepared(uuid)
             await self.launcher.launch(plan, uuid)
             return await self._await_running(plan, uuid)
 
-    def _make_dirs(self, plan: LaunchPlan) -> None:
+    def _make_dirs(self, plan: LaunchPlan, *, secrets: bool = True) -> None:
         dirs = plan.dirs
         for path in (dirs.root, dirs.alloc, dirs.local, dirs.secrets):
             path.mkdir(parents=True, exist_ok=True, mode=0o755)
-        if plan.secret_env:
+        if secrets and plan.secret_env:
             _write_secret_env(dirs.secret_env_file, plan.secret_env)
 
     async def _launch_adopted(self, plan: LaunchPlan, uuid: str) -> None:
         root = plan.dirs.root
         if not await self.launcher.launched(root, uuid):
-            await asyncio.to_thread(self._make_dirs, plan)
+            # Already prepared: rkt holds the environment, the secret file is not needed.
+            await asyncio.to_thread(self._make_dirs, plan, secrets=False)
             await self.launcher.launch(plan, uuid)
             return
         await self._check_launch(root, uuid, "prepared")
