@@ -21,20 +21,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+.PHONY: system-deps
+system-deps: ## Check (and as root on Debian, install) openssl, util-linux, busybox-static
+	@bash .ci/system-deps.sh
+
 .PHONY: install-dev
 install-dev: $(STAMP) ## Create .venv with the package and the development tools
 
 .PHONY: testenv
-testenv: ## Build (once, cached outside the repo) or find etcd, kube-apiserver, kubectl, helm
+testenv: system-deps ## Build (once, cached outside the repo) or find etcd, kube-apiserver, kubectl, helm
 	@bash $(TESTBIN)
 
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite (builds the control-plane binaries first if needed)
+test: system-deps $(STAMP) ## Run the whole test suite (builds the control-plane binaries first if needed)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-rkt
-test-rkt: $(STAMP) ## Also run the opt-in tier against a real rkt binary (needs root and rkt)
+test-rkt: system-deps $(STAMP) ## Also run the opt-in tier against a real rkt binary (needs root and rkt)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(PY) -m pytest --with-rkt $(PYTEST_ARGS)
 
@@ -68,12 +72,12 @@ manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
 	  $(PY) -m rkt_operator.testing.render_manifests --helm "$$KUBEBUILDER_ASSETS/helm"
 
 .PHONY: demo
-demo: $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running)
+demo: system-deps $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(PY) -m rkt_operator.testing.demo --assets "$$KUBEBUILDER_ASSETS" $(if $(KEEP),--keep)
 
 .PHONY: cluster-up
-cluster-up: $(STAMP) ## Start a control plane and leave it running; prints the kubeconfig path
+cluster-up: system-deps $(STAMP) ## Start a control plane and leave it running; prints the kubeconfig path
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(PY) -m rkt_operator.testing.controlplane up --assets "$$KUBEBUILDER_ASSETS" --dir $(CLUSTER_DIR)
 
@@ -82,7 +86,7 @@ cluster-down: $(STAMP) ## Stop the control plane started by cluster-up
 	$(PY) -m rkt_operator.testing.controlplane down --dir $(CLUSTER_DIR)
 
 .PHONY: bench
-bench: $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running latency, writes, RSS vs a floor
+bench: system-deps $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running latency, writes, RSS vs a floor
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(PY) bench/bench_agent.py $(if $(N),--tasks $(N))
 
