@@ -200,8 +200,10 @@ def describe(
         )
         return c.running(decision.pod_uuid, facts.ip), facts
     if state in (plan.State.SUCCEEDED, plan.State.FAILED, plan.State.BACKOFF):
+        # The address the pod had stays in status after it ended, as a Pod's podIP does.
         facts = replace(
             base,
+            ip=(pod.ip if pod else None) or kept.ip,
             started_at=started_at,
             finished_at=decision.finished_at,
             exit_code=decision.exit_code,

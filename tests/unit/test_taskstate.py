@@ -3,6 +3,7 @@ field references (rkt_operator.envrefs) and orphan selection (rkt_operator.orpha
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -193,6 +194,24 @@ def test_describe_exit_states() -> None:
     lost = plan.Decision(reason=plan.Reason.POD_LOST, state=plan.State.FAILED, pod_uuid="ab")
     summary, _ = taskstate.describe(lost, spec=SPEC, pod=None, previous={}, backoff=BACKOFF)
     assert summary.reason == c.POD_LOST
+
+
+def test_describe_exit_keeps_the_address_the_pod_had() -> None:
+    # As a Pod's podIP, the address stays in status once the pod has ended.
+    done = plan.Decision(
+        reason=plan.Reason.REPORT_EXIT, state=plan.State.SUCCEEDED, pod_uuid="ab", exit_code=0
+    )
+    running = _status(c.running("ab", "10.1.0.2"), uuid="ab", ip="10.1.0.2")
+    _, facts = taskstate.describe(done, spec=SPEC, pod=None, previous=running, backoff=BACKOFF)
+    assert facts.ip == "10.1.0.2"
+    ended = _obs("ab", state="exited", running=False, finished=True, ip="10.1.0.7")
+    _, facts = taskstate.describe(done, spec=SPEC, pod=ended, previous={}, backoff=BACKOFF)
+    assert facts.ip == "10.1.0.7"
+    # ... but not the address of another, earlier pod
+    _, facts = taskstate.describe(
+        replace(done, pod_uuid="cd"), spec=SPEC, pod=None, previous=running, backoff=BACKOFF
+    )
+    assert facts.ip is None
 
 
 @pytest.mark.parametrize(
