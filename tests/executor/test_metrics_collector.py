@@ -70,8 +70,8 @@ async def test_rkt_cli_reports_each_command_to_its_observer(settings: Settings) 
     assert metrics.rkt_commands.count(subcommand="version") == 1
 
 
-def _get(url: str) -> tuple[str, str]:
-    with urllib.request.urlopen(url, timeout=60) as response:
+def _get(port: int) -> tuple[str, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as response:
         return response.headers["Content-Type"], response.read().decode()
 
 
@@ -86,9 +86,7 @@ async def test_endpoint_serves_the_exposition(
     await server.start()
     try:
         assert server.port > 0
-        content_type, text = await asyncio.to_thread(
-            _get, f"http://127.0.0.1:{server.port}/metrics"
-        )
+        content_type, text = await asyncio.to_thread(_get, server.port)
     finally:
         await server.stop()
         await exporter.sampler.close()

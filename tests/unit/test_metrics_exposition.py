@@ -140,9 +140,7 @@ def test_agent_metrics_count_rkt_commands_and_reconcile_errors() -> None:
     assert samples(text, "rktoperator_build_info") == {(("version", __version__),): 1.0}
     counts = samples(text, "rktoperator_rkt_command_duration_seconds_count")
     assert counts == {(("subcommand", "status"),): 2.0, (("subcommand", "unknown"),): 1.0}
-    assert samples(text, "rktoperator_reconcile_errors_total") == {
-        (("reason", "RktTimeout"),): 1.0
-    }
+    assert samples(text, "rktoperator_reconcile_errors_total") == {(("reason", "RktTimeout"),): 1.0}
 
 
 def _pod(uuid: str, state: str, name: str | None = "web") -> PodObservation:
@@ -174,7 +172,9 @@ def test_pod_families_give_state_counts_and_one_series_set_per_sampled_pod() -> 
             _pod("u-2", "running", "db"),  # stopped between list and stats: no sample
             _pod("u-3", "exited", "web"),
         ),
-        stats={"u-1": PodStats(pid=42, processes=3, cpu_seconds=1.5, rss_bytes=4096, sampled_at=now)},
+        stats={
+            "u-1": PodStats(pid=42, processes=3, cpu_seconds=1.5, rss_bytes=4096, sampled_at=now)
+        },
     )
     text = render(pod_families(sample))
     states = samples(text, "rktoperator_pods")
