@@ -114,6 +114,7 @@ def agent(
         f"--task-root={task_root}",
         "--launcher=detached",
         "--liveness-endpoint=",
+        "--metrics-endpoint=",
         "--log-format=text",
         *extra,
     ]

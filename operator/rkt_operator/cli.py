@@ -4,6 +4,9 @@
 - ``fingerprint``: probe this node's rkt and print the result as JSON;
 - ``release-orphans``: drop the finalizer of tasks being deleted whose Node is gone
   (see ``rkt_operator.orphans``; ``--dry-run`` only lists them);
+- ``exec NAMESPACE/NAME -- CMD...``, ``signal NAMESPACE/NAME SIGNAL``, ``stats NAMESPACE/NAME``:
+  node-local commands on a task's running pod (``rkt_operator.nodecmds``), with the same
+  settings flags as ``run``; ``exec`` exits with the command's exit code;
 - ``version``.
 
 Output meant for people or scripts goes to ``sys.stdout`` explicitly; diagnostics go to
@@ -19,7 +22,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from rkt_operator import __version__, fingerprint, kopfapp, kubeapi, orphans, settings
+from rkt_operator import (
+    __version__,
+    errors,
+    fingerprint,
+    kopfapp,
+    kubeapi,
+    nodecmds,
+    orphans,
+    settings,
+)
+from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 
 log = logging.getLogger("rkt_operator")
@@ -40,6 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     release.add_argument("--dry-run", action="store_true", help="only list them")
     release.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: usual)")
+    exec_ = settings.build_parser(
+        sub.add_parser("exec", help="run a command in a task's running pod on this node")
+    )
+    exec_.add_argument("task", metavar="NAMESPACE/NAME")
+    exec_.add_argument("--app", default=None, help="the app to enter (pods with several apps)")
+    exec_.add_argument("cmd", nargs="+", metavar="-- CMD", help="the command and its arguments")
+    sig = settings.build_parser(
+        sub.add_parser("signal", help="send a signal to the apps of a task's running pod")
+    )
+    sig.add_argument("task", metavar="NAMESPACE/NAME")
+    sig.add_argument("signal", metavar="SIGNAL", help="HUP, SIGTERM, USR1, 10...")
+    stats = settings.build_parser(
+        sub.add_parser("stats", help="CPU and memory of a task's running pod, as JSON")
+    )
+    stats.add_argument("task", metavar="NAMESPACE/NAME")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -90,6 +118,35 @@ def _release_orphans(*, dry_run: bool, kubeconfig: str | None) -> int:
     return 1 if failed else 0
 
 
+def _node_command(args: argparse.Namespace, agent: settings.Settings) -> int:
+    """exec / signal / stats on this node; errors go to stderr (exit 1, or 2 for usage)."""
+    try:
+        namespace, name = nodecmds.parse_task_ref(args.task)
+        signum = nodecmds.parse_signal(args.signal) if args.command == "signal" else None
+    except ValueError as exc:
+        sys.stderr.write(f"rkt-operator {args.command}: {exc}\n")
+        return 2
+    executor = Executor(settings=agent, rkt=RktCli(agent))
+    try:
+        if args.command == "exec":
+            output, code = asyncio.run(
+                nodecmds.exec_in(executor, namespace, name, args.cmd, app=args.app)
+            )
+            sys.stdout.write(output)
+            sys.stdout.flush()
+            return code
+        if signum is not None:
+            uuid = asyncio.run(nodecmds.send_signal(executor, namespace, name, signum))
+            _write(f"sent {signum.name} to {namespace}/{name} (pod {uuid})")
+            return 0
+        sample = asyncio.run(nodecmds.task_stats(executor, namespace, name))
+    except errors.RktTaskError as exc:
+        sys.stderr.write(f"rkt-operator {args.command}: {getattr(exc, 'message', exc)}\n")
+        return 1
+    _write(json.dumps(sample, indent=2, sort_keys=True))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -103,8 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         sys.stderr.write(f"rkt-operator: {exc}\n")
         return 2
-    if args.command == "fingerprint":
+    if args.command in ("fingerprint", "exec", "signal", "stats"):
         logging.basicConfig(level=agent.log_level, format="%(levelname)s %(name)s %(message)s")
+        if args.command != "fingerprint":
+            return _node_command(args, agent)
         return _fingerprint(agent)
     if not agent.node_name:
         sys.stderr.write("rkt-operator: no node name: pass --node-name or set NODE_NAME\n")

@@ -1,7 +1,8 @@
 """Thin kopf handlers: each reads the agent from ``memo``, calls the one level-based
 ``Reconciler`` (create, resume, update, the resync timer) or its ``finalize`` (delete), posts
-the events it returns, and maps its error to kopf's retry semantics in one place
-(``raise_for``). Registration (resources, filters, intervals) is in ``rkt_operator.kopfapp``.
+the events it returns, counts its error (``rktoperator_reconcile_errors_total``), and maps
+the error to kopf's retry semantics in one place (``raise_for``). Registration (resources,
+filters, intervals) is in ``rkt_operator.kopfapp``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import kopf
 
 from rkt_operator import errors, taskstate
+from rkt_operator.metrics.collector import AgentMetrics
 from rkt_operator.reconciler import Reconciler
 from rkt_operator.settings import Settings
 from rkt_operator.statuswriter import Outcome
@@ -28,6 +30,13 @@ class Agent:
     settings: Settings
     reconciler: Reconciler
     diffbase: kopf.DiffBaseStorage
+    metrics: AgentMetrics | None = None
+
+    def done(self, body: kopf.Body, outcome: Outcome) -> None:
+        """Post the outcome's events and count its error (once per reconcile pass)."""
+        post(body, outcome)
+        if outcome.error is not None and self.metrics is not None:
+            self.metrics.count_error(outcome.error.reason)
 
 
 def retry_delay(settings: Settings, retry: int) -> float:
@@ -61,7 +70,7 @@ async def reconcile(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_:
     """create / resume: make it so."""
     agent: Agent = memo.agent
     outcome = await agent.reconciler.reconcile(body, logger=logger)
-    post(body, outcome)
+    agent.done(body, outcome)
     raise_for(outcome.error, settings=agent.settings, retry=retry)
 
 
@@ -79,7 +88,7 @@ async def update(
     live = isinstance(old, Mapping) and isinstance(new, Mapping)
     live = live and taskstate.live_only_change(old, new)
     outcome = await agent.reconciler.reconcile(body, logger=logger, live_update=live)
-    post(body, outcome)
+    agent.done(body, outcome)
     raise_for(outcome.error, settings=agent.settings, retry=retry)
 
 
@@ -95,7 +104,7 @@ async def resync(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
     if not caught_up(body, agent.diffbase):
         return
     outcome = await agent.reconciler.reconcile(body, logger=logger)
-    post(body, outcome)
+    agent.done(body, outcome)
     if outcome.error is not None:
         logger.debug("resync: %s", outcome.error)
 
@@ -105,7 +114,7 @@ async def delete(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: An
     drops the finalizer."""
     agent: Agent = memo.agent
     outcome = await agent.reconciler.finalize(body, logger=logger)
-    post(body, outcome)
+    agent.done(body, outcome)
     if outcome.error is not None:
         # Never give up on a delete: a permanent error would leave the pod running.
         raise kopf.TemporaryError(

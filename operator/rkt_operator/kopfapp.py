@@ -1,5 +1,5 @@
 """The kopf wiring of one node's agent: registry, operator settings, start-up and shutdown,
-the periodic node fingerprint, and the liveness probes.
+the periodic node fingerprint, the liveness probes and the metrics endpoint.
 
 - Standalone (no peering: every node's agent owns a disjoint set of tasks).
 - Only this node's tasks are watched, filtered by the API server: a field selector on
@@ -12,6 +12,8 @@ the periodic node fingerprint, and the liveness probes.
   needs no ``customresourcedefinitions`` list/watch, and a CRD installed after the agent
   started is seen only after the agent restarts. Namespace globs or negations need kopf's
   Namespace watch; only then is scanning left on (and those RBAC rules are needed).
+- Metrics (``rkt_operator.metrics``) are served at ``settings.metrics_endpoint`` from the
+  agent's event loop; a port that cannot be bound is logged, not fatal (tasks matter more).
 - Few API writes: one change handler per cause, all at once (``lifecycles.all_at_once``);
   the status is written by the reconciler only when it changed.
 """
@@ -30,6 +32,8 @@ import kopf
 
 from rkt_operator import fingerprint, handlers, kubeapi
 from rkt_operator.executor.service import Executor
+from rkt_operator.metrics.collector import AgentMetrics, Exporter, PodSampler
+from rkt_operator.metrics.server import MetricsServer
 from rkt_operator.reconciler import Reconciler
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
@@ -133,6 +137,20 @@ async def _fingerprint_loop(
         await asyncio.sleep(settings.fingerprint_interval_seconds)
 
 
+async def start_metrics(endpoint: str, exporter: Exporter) -> MetricsServer | None:
+    """Serve the exporter at ``endpoint`` (empty: not at all). A bind failure (port taken)
+    is logged and the agent goes on without metrics."""
+    if not endpoint:
+        return None
+    server = MetricsServer(endpoint, exporter.render)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("metrics endpoint %s not served: %s", endpoint, exc)
+        return None
+    return server
+
+
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     """A registry with the agent's handlers, bound to ``settings`` (node, intervals)."""
     registry = kopf.OperatorRegistry()
@@ -152,7 +170,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry, id="start-agent")
     async def start_agent(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings, agent_settings)
-        rkt = RktCli(agent_settings)
+        metrics = AgentMetrics()
+        rkt = RktCli(agent_settings, observer=metrics.observe_rkt)
         api = kubeapi.KubeApi(await asyncio.to_thread(kubeapi.connect))
         executor = Executor(settings=agent_settings, rkt=rkt)
         reconciler = Reconciler(settings=agent_settings, executor=executor, api=api)
@@ -160,9 +179,12 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             settings=agent_settings,
             reconciler=reconciler,
             diffbase=settings.persistence.diffbase_storage,
+            metrics=metrics,
         )
         state = FingerprintState()
         memo.fingerprint = state
+        memo.exporter = Exporter(metrics, PodSampler(executor), fingerprint=lambda: state.result)
+        memo.metrics_server = await start_metrics(agent_settings.metrics_endpoint, memo.exporter)
         state.task = asyncio.create_task(
             _fingerprint_loop(state, settings=agent_settings, rkt=rkt, api=api),
             name="fingerprint",
@@ -181,6 +203,12 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             state.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state.task
+        server: MetricsServer | None = getattr(memo, "metrics_server", None)
+        if server is not None:
+            await server.stop()
+        exporter: Exporter | None = getattr(memo, "exporter", None)
+        if exporter is not None:
+            await exporter.sampler.close()
         # Pods are left running on purpose: they outlive the agent and are adopted later.
 
     @kopf.on.probe(registry=registry, id="rkt")

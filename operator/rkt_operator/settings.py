@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -90,6 +91,11 @@ class Settings(BaseModel):
     liveness_endpoint: str = Field(
         "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint; empty disables it."
     )
+    metrics_endpoint: str = Field(
+        "http://0.0.0.0:8081/metrics",
+        description="Where the agent serves Prometheus metrics (http://host:port/path); "
+        "empty disables it.",
+    )
     log_format: Literal["json", "text"] = Field("json", description="Log line format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
@@ -117,10 +123,30 @@ class Settings(BaseModel):
                 raise ValueError(f"host path prefix must be absolute: {prefix!r}")
         return value
 
+    @field_validator("metrics_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str) -> str:
+        if value:
+            split_http_endpoint(value)
+        return value
+
     @property
     def host_environment(self) -> dict[str, str]:
         """The agent's environment minus ``env_blacklist``: the rkt CLI process gets this."""
         return {k: v for k, v in os.environ.items() if k not in self.env_blacklist}  # noqa: TID251
+
+
+def split_http_endpoint(url: str) -> tuple[str, int, str]:
+    """``http://host:port/path`` -> (host, port, path); ``ValueError`` for anything else.
+    The path defaults to ``/``; port 0 means any free port."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None or parts.query:
+        raise ValueError(f"expected http://host:port/path, got {url!r}")
+    return parts.hostname, port, parts.path or "/"
 
 
 def _field_flag(name: str) -> str:

@@ -71,6 +71,7 @@ class Agent:
             f"--task-root={n.task_root}",
             "--launcher=detached",
             "--liveness-endpoint=",
+            "--metrics-endpoint=",  # tests that scrape pass a free port in ``extra``
             "--log-format=text",
             "--resync-interval-seconds=1",
             "--restart-backoff-seconds=1",

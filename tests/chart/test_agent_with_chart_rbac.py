@@ -91,9 +91,10 @@ def agent_environment(
     env["RKT_OPERATOR_RKT_DIR"] = str(node.rkt_dir)
     env["RKT_OPERATOR_RKT_LOCAL_CONFIG"] = str(node.local_config)
     env["RKT_OPERATOR_TASK_ROOT"] = str(node.task_root)
-    # The pod uses the host network; on this shared test host port 8080 may be taken, so the
-    # liveness endpoint gets a free port (same path).
+    # The pod uses the host network; on this shared test host ports 8080 and 8081 may be
+    # taken, so the liveness and metrics endpoints get free ports (same paths).
     env["RKT_OPERATOR_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/healthz"
+    env["RKT_OPERATOR_METRICS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/metrics"
     # In a pod the client finds the ServiceAccount token mounted by the kubelet; here the
     # same identity comes from a TokenRequest token in a kubeconfig.
     env["KUBECONFIG"] = str(kubeconfig)

@@ -111,6 +111,7 @@ def test_non_default_values_reach_the_agent_intact(render: Render) -> None:
         "resyncIntervalSeconds": 0.25,
         "selector": "label",
         "livenessEndpoint": "",
+        "metricsEndpoint": "http://127.0.0.1:9464/stats",
         "logFormat": "text",
         "logLevel": "DEBUG",
         "envBlacklist": [],

@@ -62,9 +62,32 @@ rkt_operator.kopfapp): kopf then watches Namespaces and CRDs. */}}
 {{- end }}
 {{- end }}
 
-{{/* The liveness probe's port, from agent.livenessEndpoint (http://host:port/path). */}}
-{{- define "rkt-operator.livenessPort" -}}
-{{- $url := urlParse .Values.agent.livenessEndpoint }}
+{{/* The port of an http://host:port/path endpoint (80 when it names none). */}}
+{{- define "rkt-operator.endpointPort" -}}
+{{- $url := urlParse . }}
 {{- $parts := splitList ":" $url.host }}
 {{- if gt (len $parts) 1 }}{{ last $parts }}{{ else }}80{{ end }}
+{{- end }}
+
+{{/* The liveness probe's port, from agent.livenessEndpoint. */}}
+{{- define "rkt-operator.livenessPort" -}}
+{{- include "rkt-operator.endpointPort" .Values.agent.livenessEndpoint }}
+{{- end }}
+
+{{/* The metrics port, from agent.metricsEndpoint. */}}
+{{- define "rkt-operator.metricsPort" -}}
+{{- include "rkt-operator.endpointPort" .Values.agent.metricsEndpoint }}
+{{- end }}
+
+{{/* The agent pod's annotations: prometheus.io/ scrape hints for the metrics endpoint (when
+it is set and metrics.scrapeAnnotations), overridden by podAnnotations. */}}
+{{- define "rkt-operator.podAnnotations" -}}
+{{- $annotations := deepCopy .Values.podAnnotations }}
+{{- if and .Values.agent.metricsEndpoint .Values.metrics.scrapeAnnotations }}
+{{- $scrape := dict "prometheus.io/scrape" "true" "prometheus.io/port" (include "rkt-operator.metricsPort" .) "prometheus.io/path" ((urlParse .Values.agent.metricsEndpoint).path | default "/") }}
+{{- $annotations = merge $annotations $scrape }}
+{{- end }}
+{{- with $annotations }}
+{{- toYaml . }}
+{{- end }}
 {{- end }}

@@ -25,7 +25,9 @@ class PodStats:
 
     pid: int
     processes: int
-    cpu_seconds: float  # user + system, of every process in the tree (children reaped excluded)
+    # user + system of every process in the tree, plus what each has reaped from its own
+    # children: a reaped child's time moves to its parent, so the sum does not drop then.
+    cpu_seconds: float
     rss_bytes: int
     sampled_at: datetime
 
@@ -58,7 +60,7 @@ def collect(pid: int) -> PodStats | None:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
             mem = proc.memory_info()
-            cpu += times.user + times.system
+            cpu += times.user + times.system + times.children_user + times.children_system
             rss += mem.rss
             count += 1
     return PodStats(

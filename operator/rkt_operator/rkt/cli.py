@@ -6,7 +6,9 @@ killed when it passes: ``RktTimeout``), captures size-limited output and, on a n
 raises the error ``rkt_operator.rkt.parse.classify`` picks. stdout is parsed only after a
 zero exit. Values in a plan's ``redact`` set never reach a log line or an error.
 
-The rkt process gets the agent's environment minus ``settings.env_blacklist``.
+The rkt process gets the agent's environment minus ``settings.env_blacklist``. An optional
+``observer`` is told the subcommand and duration of every command that ran to its end or to
+its deadline (the agent's metrics hang there).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from rkt_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Told (subcommand, seconds) after each rkt command; must be quick and must not raise.
+CommandObserver = Callable[[str, float], None]
 
 MAX_STDOUT_BYTES = parse.MAX_OUTPUT_CHARS
 MAX_STDERR_BYTES = 256 * 1024
@@ -102,9 +106,10 @@ class _Capped:
 class RktCli:
     """Async adapter over the rkt binary named in the settings (or ``rkt-sim``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, observer: CommandObserver | None = None) -> None:
         self.settings = settings
         self._env = settings.host_environment
+        self._observer = observer
 
     # ------------------------------------------------------------------ plumbing
 
@@ -122,9 +127,11 @@ class RktCli:
         pass_fds: Sequence[int] = (),
         merge_stderr: bool = False,
         check: bool = True,
+        output_limit: int | None = None,
     ) -> RktResult:
         """Run ``rkt <global flags> <args>``; raise the classified error on a non-zero exit
-        when ``check``. ``pass_fds`` are inherited by rkt (the executor's start lock)."""
+        when ``check``. ``pass_fds`` are inherited by rkt (the executor's start lock).
+        ``output_limit`` bounds the merged output kept with ``merge_stderr`` (its tail)."""
         argv = [*self.base_argv(), *args]
         shown = redact(argv, secrets)
         limit = self.settings.rkt_timeout_seconds if deadline is None else deadline
@@ -145,7 +152,10 @@ class RktCli:
                 f"cannot execute rkt binary {self.settings.rkt_path!r}: {exc.strerror}",
                 argv=shown,
             ) from exc
-        out = _Capped(ENTER_OUTPUT_BYTES if merge_stderr else MAX_STDOUT_BYTES, tail=merge_stderr)
+        if merge_stderr:
+            out = _Capped(output_limit or ENTER_OUTPUT_BYTES, tail=True)
+        else:
+            out = _Capped(MAX_STDOUT_BYTES)
         err = _Capped(MAX_STDERR_BYTES, tail=True)
         try:
             await asyncio.wait_for(
@@ -154,6 +164,7 @@ class RktCli:
             )
         except TimeoutError:
             await self._kill(proc)
+            self._observe(argv, started)
             log.warning("rkt timeout argv=%s timeout=%s", shlex.join(shown), limit)
             raise errors.RktTimeout(
                 f"rkt {parse.subcommand(argv)} did not finish within {limit:g}s",
@@ -164,6 +175,7 @@ class RktCli:
         except BaseException:
             await self._kill(proc)
             raise
+        self._observe(argv, started)
         rc = proc.returncode if proc.returncode is not None else -1
         result = RktResult(argv=shown, returncode=rc, stdout=out.text(), stderr=err.text())
         log.debug(
@@ -181,6 +193,10 @@ class RktCli:
                 returncode=rc,
             )
         return result
+
+    def _observe(self, argv: Sequence[str], started: float) -> None:
+        if self._observer is not None:
+            self._observer(parse.subcommand(argv), time.monotonic() - started)
 
     @staticmethod
     async def _kill(proc: asyncio.subprocess.Process) -> None:
@@ -272,14 +288,17 @@ class RktCli:
         *,
         app: str | None = None,
         deadline: float | None = None,
+        output_limit: int = ENTER_OUTPUT_BYTES,
     ) -> tuple[str, int]:
         """``rkt enter [--app=NAME] UUID CMD...`` with Nomad's Exec semantics: the last 4 KiB
-        of merged stdout+stderr and the command's exit code, non-zero included. Only rkt's
-        own refusal (pod unknown or not running) raises."""
+        (``output_limit``) of merged stdout+stderr and the command's exit code, non-zero
+        included. Only rkt's own refusal (pod unknown or not running) raises."""
         if not cmd:
             raise errors.SpecError("error cmd must have at least one value")
         args = ["enter", *([f"--app={app}"] if app else []), _check_uuid(uuid), *cmd]
-        result = await self.run(args, deadline=deadline, merge_stderr=True, check=False)
+        result = await self.run(
+            args, deadline=deadline, merge_stderr=True, check=False, output_limit=output_limit
+        )
         if result.returncode == 254:
             last = result.stdout.rstrip().rsplit("\n", 1)[-1]
             if last.startswith("enter: "):

@@ -88,6 +88,8 @@ class SimNode:
             # The demo has no systemd to hand pods to: a detached supervisor keeps them.
             "--launcher=detached",
             f"--liveness-endpoint=http://127.0.0.1:{liveness_port}/healthz",
+            # Several agents share this host: no fixed metrics port (run one with it to scrape).
+            "--metrics-endpoint=",
             "--log-format=text",
         ]  # fmt: skip
 

@@ -1,0 +1,71 @@
+"""Argument parsing of the node-local commands (``rkt-operator exec / signal / stats``)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from rkt_operator import cli, nodecmds
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [("team-a/web", ("team-a", "web")), ("default/x.y", ("default", "x.y"))],
+)
+def test_task_ref(ref: str, expected: tuple[str, str]) -> None:
+    assert nodecmds.parse_task_ref(ref) == expected
+
+
+@pytest.mark.parametrize("ref", ["web", "/web", "team-a/", "a/b/c", ""])
+def test_bad_task_ref(ref: str) -> None:
+    with pytest.raises(ValueError, match="NAMESPACE/NAME"):
+        nodecmds.parse_task_ref(ref)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("HUP", signal.SIGHUP),
+        ("hup", signal.SIGHUP),
+        ("SIGTERM", signal.SIGTERM),
+        ("usr1", signal.SIGUSR1),
+        ("9", signal.SIGKILL),
+        (" INT ", signal.SIGINT),
+    ],
+)
+def test_signal_names_and_numbers(text: str, expected: signal.Signals) -> None:
+    assert nodecmds.parse_signal(text) == expected
+
+
+@pytest.mark.parametrize("text", ["NOPE", "SIG", "999", "-1", ""])
+def test_unknown_signals(text: str) -> None:
+    with pytest.raises(ValueError, match="unknown signal"):
+        nodecmds.parse_signal(text)
+
+
+def test_exec_takes_the_command_after_the_double_dash() -> None:
+    args = cli._parser().parse_args(
+        ["exec", "--rkt-dir=/d", "ns/t", "--app=main", "--", "sh", "-c", "echo --x"]
+    )
+    assert (args.task, args.app, args.cmd, args.rkt_dir) == (
+        "ns/t",
+        "main",
+        ["sh", "-c", "echo --x"],
+        "/d",
+    )
+
+
+def test_exec_needs_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["exec", "ns/t"])
+    assert info.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2_before_touching_rkt(capsys: pytest.CaptureFixture[str]) -> None:
+    # rkt-path points nowhere: a usage error must be reported before any rkt command.
+    assert cli.main(["signal", "--rkt-path=/nonexistent/rkt", "ns/t", "NOPE"]) == 2
+    assert "unknown signal" in capsys.readouterr().err
+    assert cli.main(["stats", "--rkt-path=/nonexistent/rkt", "no-slash"]) == 2
+    assert "NAMESPACE/NAME" in capsys.readouterr().err
