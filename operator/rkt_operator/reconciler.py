@@ -290,9 +290,18 @@ class Reconciler:
             spec, settings=self.settings, identity=identity, dirs=dirs, env=env
         )
         if start.restart:
+            # The exit is named here too: when it is seen only after its back-off has already
+            # run out, no CrashLoopBackOff status is written in between.
+            exited = (
+                f"the pod exited with code {decision.exit_code}; "
+                if decision.exit_code is not None
+                else ""
+            )
             out.events.append(
                 Event(
-                    "Normal", "Restarting", f"starting the pod again (restart {decision.restarts})"
+                    "Normal",
+                    "Restarting",
+                    f"{exited}starting the pod again (restart {decision.restarts})",
                 )
             )
         logger.info("starting pod generation=%s reason=%s", identity.generation, start.reason)
