@@ -14,6 +14,7 @@ from agentlib import (
     apply,
     condition,
     events,
+    get,
     live_pods,
     phase_is,
     pods,
@@ -23,7 +24,7 @@ from agentlib import (
 )
 
 from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import Kubectl
+from rkt_operator.testing.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -70,7 +71,7 @@ def test_readiness_probe_holds_ready_until_it_succeeds(
     start_agent: StartAgent,
     images: dict[str, Path],
 ) -> None:
-    agent = start_agent(sim_node)
+    agent = start_agent(sim_node, "--log-level=DEBUG")
     check = probe("cat /local/ready")
     apply(kubectl, namespace, task("gate", sim_node.name, images["service"], readinessProbe=check))
     unready = wait_task(
@@ -84,6 +85,12 @@ def test_readiness_probe_holds_ready_until_it_succeeds(
         "failed: exit code 1: "
     )
     assert "/local/ready" in condition(unready, "Ready")["message"]  # cat's own complaint
+    # The same outcome again and again writes nothing.
+    runs = agent.log().count(f" enter {uuid} ")
+    wait_for(lambda: agent.log().count(f" enter {uuid} ") >= runs + 3, what="three more runs")
+    same = get(kubectl, namespace, "gate")
+    assert same is not None
+    assert same["metadata"]["resourceVersion"] == unready["metadata"]["resourceVersion"]
 
     (local_dir(sim_node, namespace, unready) / "ready").write_text("yes\n")
     ready = wait_task(kubectl, namespace, "gate", ready_is("True", "PodRunning"), what="Ready")
