@@ -65,6 +65,10 @@ def _limits(**values: Any) -> Callable[[dict[str, Any]], None]:
     return _set(resources={"limits": values})
 
 
+def _probe(kind: str, **values: Any) -> Callable[[dict[str, Any]], None]:
+    return _set(**{kind: {"exec": {"command": ["/bin/true"]}, **values}})
+
+
 SECRET = {"secretKeyRef": {"name": "s", "key": "k"}}
 INVALID: tuple[Invalid, ...] = (
     Invalid("nodeName-missing", _drop("nodeName"), "spec.nodeName", "nodeName"),
@@ -248,6 +252,60 @@ INVALID: tuple[Invalid, ...] = (
     ),
     Invalid(
         "restartPolicy", _set(restartPolicy="Sometimes"), "spec.restartPolicy", "restartPolicy"
+    ),
+    Invalid(
+        "probe-without-exec",
+        _set(readinessProbe={"periodSeconds": 5}),
+        "spec.readinessProbe.exec",
+        "readinessProbe.exec",
+    ),
+    Invalid(
+        "probe-http-get",
+        _probe("readinessProbe", httpGet={"port": 80}),
+        "httpGet",
+        "readinessProbe.httpGet",
+    ),
+    Invalid(
+        "probe-command-empty",
+        _set(readinessProbe={"exec": {"command": []}}),
+        "spec.readinessProbe.exec.command",
+        "readinessProbe.exec.command",
+    ),
+    Invalid(
+        "probe-executable-empty",
+        _set(livenessProbe={"exec": {"command": ["", "x"]}}),
+        "spec.livenessProbe.exec.command",
+        "livenessProbe.exec.command",
+    ),
+    Invalid(
+        "probe-period-zero",
+        _probe("readinessProbe", periodSeconds=0),
+        "spec.readinessProbe.periodSeconds",
+        "readinessProbe.periodSeconds",
+    ),
+    Invalid(
+        "probe-timeout-zero",
+        _probe("livenessProbe", timeoutSeconds=0),
+        "spec.livenessProbe.timeoutSeconds",
+        "livenessProbe.timeoutSeconds",
+    ),
+    Invalid(
+        "probe-delay-negative",
+        _probe("readinessProbe", initialDelaySeconds=-1),
+        "spec.readinessProbe.initialDelaySeconds",
+        "readinessProbe.initialDelaySeconds",
+    ),
+    Invalid(
+        "probe-failure-threshold-zero",
+        _probe("readinessProbe", failureThreshold=0),
+        "spec.readinessProbe.failureThreshold",
+        "readinessProbe.failureThreshold",
+    ),
+    Invalid(
+        "liveness-success-threshold",
+        _probe("livenessProbe", successThreshold=2),
+        "spec.livenessProbe.successThreshold",
+        "livenessProbe",
     ),
 )
 

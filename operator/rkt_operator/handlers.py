@@ -83,7 +83,8 @@ async def update(
     retry: int,
     **_: Any,
 ) -> None:
-    """update of ``spec``: a change of killTimeoutSeconds alone keeps the running pod."""
+    """update of ``spec``: a change of killTimeoutSeconds or the probes alone keeps the
+    running pod."""
     agent: Agent = memo.agent
     live = isinstance(old, Mapping) and isinstance(new, Mapping)
     live = live and taskstate.live_only_change(old, new)
@@ -107,6 +108,18 @@ async def resync(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
     agent.done(body, outcome)
     if outcome.error is not None:
         logger.debug("resync: %s", outcome.error)
+
+
+async def probe(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
+    """Timer (each second, tasks with probes only): run the probes that are due; a changed
+    verdict reconciles the task at once."""
+    agent: Agent = memo.agent
+    if not caught_up(body, agent.diffbase):
+        return
+    outcome = await agent.reconciler.probe(body, logger=logger)
+    post(body, outcome)
+    if outcome.error is not None:
+        logger.debug("probe: %s", outcome.error)
 
 
 async def delete(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: Any) -> None:

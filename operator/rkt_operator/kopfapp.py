@@ -16,6 +16,10 @@ the periodic node fingerprint, the liveness probes and the metrics endpoint.
   agent's event loop; a port that cannot be bound is logged, not fatal (tasks matter more).
 - Few API writes: one change handler per cause, all at once (``lifecycles.all_at_once``);
   the status is written by the reconciler only when it changed.
+- Probes: a second timer, every :data:`PROBE_TICK_SECONDS` and only for tasks that have a
+  readiness or liveness probe, runs the probes that are due; a probe due between two ticks
+  runs at the next one (so periods are kept to within a second, whatever the resync
+  interval).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ NODE_LABEL = "rktoperator.io/node"
 STORAGE_PREFIX = "rktoperator.io"
 REPORTING_COMPONENT = "rkt-operator"
 LIFECYCLE = kopf.lifecycles.all_at_once
+# How often the agent looks for due probes (spec.*Probe.periodSeconds is at least 1).
+PROBE_TICK_SECONDS = 1.0
 
 
 def _is_pattern(namespace: str) -> bool:
@@ -161,6 +167,10 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     on_node: dict[str, Any] = {"when": on_this_node}
 
+    def probed_on_this_node(spec: kopf.Spec, **_: Any) -> bool:
+        has_probe = bool(spec.get("readinessProbe") or spec.get("livenessProbe"))
+        return has_probe and on_this_node(spec)
+
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In a pod: the ServiceAccount token; elsewhere: the kubeconfig (KUBECONFIG).
@@ -231,6 +241,13 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         initial_delay=settings.resync_interval_seconds,
         **on_node,
     )(handlers.resync)
+    kopf.timer(
+        *RESOURCE,
+        registry=registry,
+        id="probe",
+        interval=PROBE_TICK_SECONDS,
+        when=probed_on_this_node,
+    )(handlers.probe)
     return registry
 
 
@@ -260,14 +277,17 @@ def _needs_quotes(value: str) -> bool:
 
 
 class RoutineFilter(logging.Filter):
-    """Drops kopf's line for every successful resync tick (one per task every few seconds):
-    the timer's outcome is already visible in the status and events."""
+    """Drops kopf's line for every successful resync or probe tick (one per task every few
+    seconds, or every second): the timers' outcome is already visible in the status and
+    events."""
+
+    ROUTINE = frozenset({"Timer 'resync' succeeded.", "Timer 'probe' succeeded."})
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (
             record.name == "kopf.objects"
             and record.levelno == logging.INFO
-            and record.getMessage() == "Timer 'resync' succeeded."
+            and record.getMessage() in self.ROUTINE
         )
 
 

@@ -8,7 +8,9 @@ it, one call at a time per task (a per-task lock). Errors are not raised: they c
 to kopf's retry semantics. This module does not import kopf; events to post are returned.
 
 Numbered steps in ``_reconcile`` follow the issue's lifecycle: first write of the
-generation, observe, decide, remove, start (resolve env, prepare, launch, discover), report.
+generation, observe, decide, remove, start (resolve env, prepare, launch, discover), probe
+verdicts (a failed liveness probe stops the pod), report. ``probe`` runs the probes that are
+due (``rkt_operator.prober``) and reconciles again when a verdict changed.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from typing import Any
 
 from rkt_operator import envrefs, errors, taskstate
 from rkt_operator.executor import plan
+from rkt_operator.executor.probeplan import Verdict
 from rkt_operator.executor.service import Executor, PodObservation
 from rkt_operator.model import conditions as c
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.podcache import PodCache
+from rkt_operator.prober import Prober
 from rkt_operator.rkt import argv
 from rkt_operator.rkt.types import TaskDirs
 from rkt_operator.settings import Settings
@@ -53,6 +57,7 @@ class Reconciler:
         self.now = clock or (lambda: datetime.now(UTC))
         self.pods = PodCache(executor, max_age=settings.resync_interval_seconds / 2)
         self.status = StatusWriter(api=api, node_name=settings.node_name, clock=self.now)
+        self.prober = Prober(executor, clock=self.now)
         self._locks: dict[str, asyncio.Lock] = {}
         self._steps: dict[str, int] = {}
         self._starts = asyncio.Semaphore(MAX_CONCURRENT_STARTS)
@@ -77,6 +82,19 @@ class Reconciler:
             except errors.RktTaskError as exc:
                 await self._report_error(task, self.status.freshest(task), exc, out, logger)
         return out
+
+    async def probe(
+        self,
+        body: Mapping[str, Any],
+        *,
+        logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    ) -> Outcome:
+        """Run the task's probes that are due, outside the task's lock (a slow probe holds up
+        no update or delete), and reconcile when a verdict changed. Probes are tracked for
+        the pod a reconcile pass found running; until then there is nothing to run."""
+        if not await self.prober.run_due(Task.from_body(body).uid):
+            return Outcome()
+        return await self.reconcile(body, logger=logger)
 
     async def finalize(
         self,
@@ -120,6 +138,7 @@ class Reconciler:
         self._locks.pop(uid, None)
         self._steps.pop(uid, None)
         self.status.forget(uid)
+        self.prober.forget(uid)
 
     # -- the reconcile -----------------------------------------------------------------
 
@@ -202,10 +221,28 @@ class Reconciler:
             elif after.removals:
                 logger.info("after start: %s left for the next pass", after.reason)
             decision = after
+
+        # 5. Probes: track the running pod's; a failed liveness probe stops the pod, and the
+        # exit is decided at once (a failure: back off or fail, per restartPolicy).
+        pod = taskstate.newest(pods, decision.pod_uuid)
+        if pod is not None and _running(decision, pod):
+            self.prober.watch(task.uid, pod.uuid, spec, pod.started_at)
+            failure = self.prober.liveness_failure(task.uid, pod.uuid)
+            if failure is not None:
+                await self._stop_unhealthy(task, spec, pod.uuid, failure, out, logger)
+                pods = await self.pods.pods_for(task.uid)
+                decision = self._decide(task, spec, recorded, pods, backoff)
+                pod = taskstate.newest(pods, decision.pod_uuid)
+        if not _running(decision, pod):
+            self.prober.unwatch(task.uid)
+        self.prober.retain(task.uid, [p.uuid for p in pods])
         self._steps[task.uid] = decision.backoff_step
 
-        # 5. Report.
-        pod = taskstate.newest(pods, decision.pod_uuid)
+        # 6. Report.
+        readiness: Verdict | None = None
+        if spec.readiness_probe is not None and decision.pod_uuid:
+            readiness = self.prober.readiness(task.uid, decision.pod_uuid)
+        killed = self.prober.killed(task.uid).get(decision.pod_uuid or "")
         summary, facts = taskstate.describe(
             decision,
             spec=spec,
@@ -213,6 +250,8 @@ class Reconciler:
             previous=status,
             backoff=backoff,
             fresh_port_map=fresh_port_map,
+            readiness=readiness,
+            killed=killed,
         )
         await self.status.write(task, status, summary, facts, out)
         out.requeue_after = decision.requeue_after
@@ -225,11 +264,12 @@ class Reconciler:
         pods: list[PodObservation],
         backoff: plan.Backoff,
     ) -> plan.Decision:
+        killed = self.prober.killed(task.uid)
         return plan.decide(
             generation=task.generation,
             policy=plan.RestartPolicy(spec.restart_policy),
             recorded=recorded,
-            pods=[taskstate.pod_view(p) for p in pods],
+            pods=[taskstate.pod_view(p, killed=p.uuid in killed) for p in pods],
             now=self.now(),
             backoff=backoff,
         )
@@ -270,6 +310,25 @@ class Reconciler:
         finally:
             if decision.removals:
                 self.pods.invalidate()
+
+    async def _stop_unhealthy(
+        self,
+        task: Task,
+        spec: RktTaskSpec,
+        uuid: str,
+        failure: Verdict,
+        out: Outcome,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        grace = argv.kill_timeout(spec.kill_timeout_seconds, self.settings.max_kill_timeout_seconds)
+        message = f"Liveness probe failed: {failure.detail}; stopping pod {uuid}"
+        out.events.append(Event("Warning", "Unhealthy", message))
+        logger.warning("liveness probe failed, stopping pod uuid=%s: %s", uuid, failure.detail)
+        self.prober.mark_killed(task.uid, uuid, failure)
+        try:
+            await self.executor.stop(uuid, kill_timeout=grace)
+        finally:
+            self.pods.invalidate()
 
     async def _start(
         self,
@@ -342,3 +401,7 @@ class Reconciler:
         if status.get("phase") == c.RUNNING and not isinstance(exc, errors.DependencyError):
             return  # the pod runs; a failed observation is no news for the status
         await self.status.write(task, status, c.waiting(exc.reason, message), facts, out)
+
+
+def _running(decision: plan.Decision, pod: PodObservation | None) -> bool:
+    return decision.state is plan.State.RUNNING and pod is not None and pod.running

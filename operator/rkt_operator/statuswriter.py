@@ -107,7 +107,7 @@ class StatusWriter:
         if before != (summary.phase, summary.reason, summary.message):
             warning = (
                 summary.stalled
-                or summary.reason == c.CRASH_LOOP_BACK_OFF
+                or summary.reason in (c.CRASH_LOOP_BACK_OFF, c.PROBE_FAILED)
                 or (summary.reconciling and summary.reason not in (c.STARTING, c.REPLACING))
             )
             out.events.append(

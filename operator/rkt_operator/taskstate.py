@@ -16,14 +16,15 @@ from pydantic import ValidationError
 
 from rkt_operator.errors import SpecError
 from rkt_operator.executor import plan
+from rkt_operator.executor.probeplan import Verdict
 from rkt_operator.executor.service import PodObservation
 from rkt_operator.model import conditions as c
 from rkt_operator.model.spec import RktTaskSpec, validation_problems
 from rkt_operator.rkt.types import TaskIdentity
 
 # Spec fields a running pod picks up without a restart (killTimeoutSeconds is only read
-# when the agent stops the pod).
-LIVE_FIELDS = frozenset({"killTimeoutSeconds"})
+# when the agent stops the pod; the probes are run by the agent from outside).
+LIVE_FIELDS = frozenset({"killTimeoutSeconds", "readinessProbe", "livenessProbe"})
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ def live_only_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | Non
     return old != new and launch_relevant(old) == launch_relevant(new)
 
 
-def pod_view(obs: PodObservation) -> plan.PodView:
+def pod_view(obs: PodObservation, *, killed: bool = False) -> plan.PodView:
+    """The decision's view of a pod; ``killed``: the agent stopped it because its liveness
+    probe failed."""
     return plan.PodView(
         uuid=obs.uuid,
         generation=obs.identity.generation if obs.identity else -1,
@@ -100,6 +103,7 @@ def pod_view(obs: PodObservation) -> plan.PodView:
         created_at=obs.created_at,
         started_at=obs.started_at,
         finished_at=obs.finished_at,
+        killed=killed,
     )
 
 
@@ -179,9 +183,13 @@ def describe(
     previous: Mapping[str, Any],
     backoff: plan.Backoff,
     fresh_port_map: Mapping[str, int] | None = None,
+    readiness: Verdict | None = None,
+    killed: Verdict | None = None,
 ) -> tuple[c.Summary, c.PodFacts]:
     """The status summary and pod facts for a decision. ``pod`` is the observation of the
-    pod the decision names (if rkt still knows it); ``fresh_port_map`` comes from a start."""
+    pod the decision names (if rkt still knows it); ``fresh_port_map`` comes from a start.
+    ``readiness``: the verdict of the pod's readiness probe, None without one; ``killed``:
+    the failed liveness verdict the agent stopped the named pod for."""
     before = facts_from_status(previous)
     same_pod = before.uuid is not None and before.uuid == decision.pod_uuid
     kept = before if same_pod else c.PodFacts()
@@ -198,7 +206,11 @@ def describe(
             started_at=started_at,
             exit_code=decision.exit_code,
         )
-        return c.running(decision.pod_uuid, facts.ip), facts
+        if readiness is None or readiness.ok is True:
+            return c.running(decision.pod_uuid, facts.ip), facts
+        detail = readiness.detail if readiness.ok is False else None
+        return c.not_ready(decision.pod_uuid, facts.ip, detail), facts
+    liveness = (killed.failures, killed.detail) if killed else None
     if state in (plan.State.SUCCEEDED, plan.State.FAILED, plan.State.BACKOFF):
         # The address the pod had stays in status after it ended, as a Pod's podIP does.
         facts = replace(
@@ -215,12 +227,23 @@ def describe(
                 decision.reason is plan.Reason.WAIT
                 and (c.condition(previous, c.STALLED) or {}).get("reason") == c.POD_LOST
             )
-            return c.failed(decision.pod_uuid, decision.exit_code, lost=lost), facts
+            if liveness is None and same_pod and _stopped_for_liveness(previous):
+                # Said before the agent restarted (the probe's detail is gone): keep it.
+                summary = c.failed(decision.pod_uuid, decision.exit_code)
+                message = str(previous.get("message") or summary.message)
+                return replace(summary, reason=c.LIVENESS_PROBE_FAILED, message=message), facts
+            summary = c.failed(decision.pod_uuid, decision.exit_code, lost=lost, liveness=liveness)
+            return summary, facts
         delay = backoff.delay(decision.backoff_step)
-        return c.backing_off(decision.exit_code, delay, decision.restarts), facts
+        summary = c.backing_off(decision.exit_code, delay, decision.restarts, liveness=liveness)
+        return summary, facts
     # Pending: a start is under way (or has to be retried).
     facts = replace(base, exit_code=decision.exit_code)
     return c.preparing(decision.pod_uuid), facts
+
+
+def _stopped_for_liveness(status: Mapping[str, Any]) -> bool:
+    return (c.condition(status, c.STALLED) or {}).get("reason") == c.LIVENESS_PROBE_FAILED
 
 
 def newest(pods: Sequence[PodObservation], uuid: str | None) -> PodObservation | None:

@@ -175,6 +175,17 @@ def test_defaults_only_in_spec() -> None:
         "spec.debug": False,
         "spec.killTimeoutSeconds": 5,
         "spec.restartPolicy": "Always",
+        **{
+            f"spec.{probe}.{key}": value
+            for probe in ("readinessProbe", "livenessProbe")
+            for key, value in (
+                ("initialDelaySeconds", 0),
+                ("periodSeconds", 10),
+                ("timeoutSeconds", 1),
+                ("successThreshold", 1),
+                ("failureThreshold", 3),
+            )
+        },
     }
 
 

@@ -12,6 +12,9 @@ Invariants the decision keeps:
 - a pod is started only when no live pod of the desired generation is left;
 - an exit is reported once; a terminal task (``Succeeded``/``Failed`` for this generation)
   is never started again, even after rkt's garbage collection removed its pod;
+- a pod the agent stopped because its liveness probe failed (``PodView.killed``) exited
+  in failure whatever its exit code, and so did an exit already reported as Failed or
+  backing off (the status keeps that after the agent restarts);
 - restarts follow the policy with exponential back-off (``initial * 2**step`` capped at
   ``maximum``); the step resets after a pod ran for :data:`BACKOFF_RESET_AFTER`, as the
   kubelet does.
@@ -78,6 +81,7 @@ class PodView:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    killed: bool = False  # stopped by the agent after failing its liveness probe
 
     @property
     def live(self) -> bool:
@@ -102,7 +106,7 @@ class Recorded:
     finished_at: datetime | None = None  # set once the exit of ``uuid`` was reported
     restarts: int = 0
     # A pod of an older generation that still stands for the desired one, because the spec
-    # change since its launch only touched fields applied live (killTimeoutSeconds).
+    # change since its launch only touched fields applied live (killTimeoutSeconds, probes).
     accepted_uuid: str | None = None
 
 
@@ -181,11 +185,11 @@ def _newest_first(pods: Sequence[PodView]) -> list[PodView]:
     )
 
 
-def _restart_wanted(policy: RestartPolicy, exit_code: int | None) -> bool:
+def _restart_wanted(policy: RestartPolicy, exit_code: int | None, *, failure: bool) -> bool:
     if policy is RestartPolicy.ALWAYS:
         return True
     if policy is RestartPolicy.ON_FAILURE:
-        return exit_code != 0
+        return failure or exit_code != 0
     return False
 
 
@@ -277,6 +281,7 @@ def decide(
             ran_long=_ran_long(last),
             lost=False,
             present=True,
+            failure=last.killed or (reported and recorded.state in (State.FAILED, State.BACKOFF)),
         )
 
     # 5. No pod of this generation on the node.
@@ -306,6 +311,7 @@ def decide(
             ran_long=False,
             lost=False,
             present=False,
+            failure=True,  # a restart was decided: the exit was a failure
         )
     if same_generation and recorded.uuid and recorded.state is State.RUNNING and not replacing:
         # The pod the status names vanished from rkt: count it as a failed exit.
@@ -322,6 +328,7 @@ def decide(
             ran_long=False,
             lost=True,
             present=False,
+            failure=True,
         )
     reason = Reason.REPLACE_OUTDATED if outdated else Reason.START
     new_generation = not same_generation
@@ -348,11 +355,13 @@ def _after_exit(
     ran_long: bool,
     lost: bool,
     present: bool,
+    failure: bool,
 ) -> Decision:
-    """The pod ``uuid`` (of the desired generation) has exited: report, back off or restart."""
+    """The pod ``uuid`` (of the desired generation) has exited: report, back off or restart.
+    ``failure``: the exit counts as a failure whatever its code."""
     report_reason = Reason.POD_LOST if lost else Reason.REPORT_EXIT
-    if not _restart_wanted(policy, exit_code):
-        state = State.SUCCEEDED if exit_code == 0 else State.FAILED
+    if not _restart_wanted(policy, exit_code, failure=failure):
+        state = State.SUCCEEDED if exit_code == 0 and not failure else State.FAILED
         return Decision(
             reason=Reason.WAIT if reported else report_reason,
             state=state,

@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +62,14 @@ class PodObservation:
     started_at: datetime | None
     finished_at: datetime | None
     port_map: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A command run inside a pod: its exit code and the end of its merged output."""
+
+    exit_code: int
+    output: str
 
 
 def identity_from(annotations: Mapping[str, str]) -> TaskIdentity | None:
@@ -374,6 +382,16 @@ class Executor:
         await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
         self._locks.forget(identity.uid)
         log.info("task directories removed uid=%s", identity.uid)
+
+    # ------------------------------------------------------------------ exec
+
+    async def exec(self, uuid: str, command: Sequence[str], *, deadline: float) -> ExecResult:
+        """Run ``command`` inside the running pod (``rkt enter``, Nomad's Exec): its exit
+        code, non-zero included, and the last 4 KiB of its stdout and stderr merged.
+        ``RktTimeout`` when it outlives ``deadline`` seconds (it is killed), ``PodNotFound`` /
+        ``PodWrongState`` when the pod is gone or not running."""
+        output, code = await self.rkt.enter(uuid, command, deadline=deadline)
+        return ExecResult(exit_code=code, output=output)
 
     # ------------------------------------------------------------------ stats / signals
 

@@ -9,12 +9,19 @@ situation                 phase      Ready   Reconciling  Stalled
 accepted / waiting        Pending    False   True         False
 preparing / launching     Preparing  False   True         False
 running                   Running    True    False        False
+running, not ready (1)    Running    False   False        False
 succeeded (batch done)    Succeeded  True    False        False
 failed, no restart        Failed     False   False        True
 backing off to restart    Pending    False   True         False
 waiting for a dependency  Pending    False   True         False
 invalid spec / terminal   Failed     False   False        True
 ========================  =========  ======  ===========  =======
+
+(1) The readiness probe has not succeeded yet (``ReadinessPending``) or failed
+(``ProbeFailed``): the agent has nothing left to do, so Reconciling stays False; kstatus
+reads ``Ready=False`` as InProgress, as for an unready Pod. A pod stopped because its
+liveness probe failed backs off (``CrashLoopBackOff``) or fails (``LivenessProbeFailed``)
+like any failed exit (``rkt_operator.model.probes``).
 
 A condition's ``reason`` is one of the CamelCase constants below and names the situation on
 all three conditions; ``lastTransitionTime`` changes only when the condition's status flips;
@@ -59,9 +66,12 @@ POD_LOST = "PodLost"
 CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
 INVALID_SPEC = "InvalidSpec"  # = errors.SpecError.reason
 DEPENDENCY_MISSING = "DependencyMissing"  # = errors.DependencyError.reason
+READINESS_PENDING = "ReadinessPending"
+PROBE_FAILED = "ProbeFailed"
+LIVENESS_PROBE_FAILED = "LivenessProbeFailed"
 # Reasons of a pod that exited: a Stalled condition with one of these is the task's outcome,
 # not a failure to act on the spec.
-EXIT_REASONS = frozenset({POD_FAILED, POD_LOST})
+EXIT_REASONS = frozenset({POD_FAILED, POD_LOST, LIVENESS_PROBE_FAILED})
 
 # Status keys this agent owns; anything else under .status is left alone.
 OWNED_KEYS = (
@@ -142,27 +152,70 @@ def running(uuid: str, ip: str | None) -> Summary:
     return Summary(RUNNING, POD_RUNNING, f"pod {uuid} is running{where}", ready=True)
 
 
+def not_ready(uuid: str, ip: str | None, probe_detail: str | None) -> Summary:
+    """The pod runs but its readiness probe has not succeeded: not yet (``probe_detail``
+    None) or it failed (the detail of the failing run)."""
+    where = f" at {ip}" if ip else ""
+    if probe_detail is None:
+        return Summary(
+            RUNNING,
+            READINESS_PENDING,
+            f"pod {uuid} is running{where}; waiting for its readiness probe to succeed",
+        )
+    return Summary(
+        RUNNING,
+        PROBE_FAILED,
+        f"pod {uuid} is running{where} but not ready: readiness probe failed: {probe_detail}",
+    )
+
+
+def _liveness(failures: int, detail: str) -> str:
+    times = "time" if failures == 1 else "times in a row"
+    return f"{LIVENESS_PROBE_FAILED}: the liveness probe failed {failures} {times} ({detail})"
+
+
 def succeeded(uuid: str | None) -> Summary:
     pod = f"pod {uuid}" if uuid else "the pod"
     return Summary(SUCCEEDED, POD_SUCCEEDED, f"{pod} completed with exit code 0", ready=True)
 
 
-def failed(uuid: str | None, exit_code: int | None, *, lost: bool = False) -> Summary:
+def failed(
+    uuid: str | None,
+    exit_code: int | None,
+    *,
+    lost: bool = False,
+    liveness: tuple[int, str] | None = None,
+) -> Summary:
+    """The pod's exit ended the task; ``liveness``: the agent stopped it because its
+    liveness probe failed (consecutive failures, detail of the last run)."""
     pod = f"pod {uuid}" if uuid else "the pod"
+    if liveness is not None:
+        return Summary(
+            FAILED,
+            LIVENESS_PROBE_FAILED,
+            f"{pod} was stopped: {_liveness(*liveness)}",
+            stalled=True,
+        )
     if lost:
         return Summary(FAILED, POD_LOST, f"{pod} disappeared from rkt", stalled=True)
     code = "an unknown exit code" if exit_code is None else f"exit code {exit_code}"
     return Summary(FAILED, POD_FAILED, f"{pod} failed with {code}", stalled=True)
 
 
-def backing_off(exit_code: int | None, delay_seconds: float, restarts: int) -> Summary:
+def backing_off(
+    exit_code: int | None,
+    delay_seconds: float,
+    restarts: int,
+    *,
+    liveness: tuple[int, str] | None = None,
+) -> Summary:
     code = "an unknown exit code" if exit_code is None else f"exit code {exit_code}"
+    why = f"it was stopped: {_liveness(*liveness)}" if liveness else f"it exited with {code}"
     times = "restart" if restarts == 1 else "restarts"
     return Summary(
         PENDING,
         CRASH_LOOP_BACK_OFF,
-        f"back-off {delay_seconds:g}s restarting the pod (it exited with {code}; "
-        f"{restarts} {times} so far)",
+        f"back-off {delay_seconds:g}s restarting the pod ({why}; {restarts} {times} so far)",
         reconciling=True,
     )
 

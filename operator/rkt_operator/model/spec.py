@@ -39,6 +39,7 @@ from rkt_operator.model.network import (
     Network,
     PortSpec,
 )
+from rkt_operator.model.probes import ExecAction, LivenessProbe, Probe
 from rkt_operator.model.resources import (
     DEFAULT_CPU,
     DEFAULT_MEMORY,
@@ -55,8 +56,11 @@ __all__ = [
     "ConfigMapKeySelector",
     "EnvVar",
     "EnvVarSource",
+    "ExecAction",
+    "LivenessProbe",
     "ObjectFieldSelector",
     "PortSpec",
+    "Probe",
     "ResourceLimits",
     "Resources",
     "RktTaskSpec",
@@ -87,6 +91,8 @@ NOMAD_OPTION_MAP: tuple[tuple[str, str, str], ...] = (
     ("debug", "debug", "global `--debug=true|false` (always emitted)"),
     ("killTimeoutSeconds", "task kill_timeout (capped by max_kill_timeout)", "stop grace"),
     ("restartPolicy", "group restart stanza", "agent restarts exited pods"),
+    ("readinessProbe", "service check (type script)", "`rkt enter <uuid> <cmd>` -> Ready"),
+    ("livenessProbe", "check_restart on a script check", "`rkt enter`; failing -> stop, restart"),
 )
 
 # rkt's complete list of --insecure-options values (rkt-cli.md §1.3).
@@ -316,6 +322,18 @@ class RktTaskSpec(_Model):
         "Always",
         description="When the agent starts the pod again after it exits: Always (default, as "
         "for Pods), OnFailure (non-zero exit) or Never.",
+    )
+    readiness_probe: Probe | None = Field(
+        None,
+        description="Command run periodically inside the pod: the task is Ready only while "
+        "it succeeds (phase stays Running, Ready=False with reason ProbeFailed otherwise). "
+        "Without it the task is Ready as soon as the pod runs. Changing it keeps the pod.",
+    )
+    liveness_probe: LivenessProbe | None = Field(
+        None,
+        description="Command run periodically inside the pod: when it fails failureThreshold "
+        "times in a row the pod is stopped and counted as failed, then restartPolicy applies. "
+        "Changing it keeps the pod.",
     )
 
     @field_validator("env")
