@@ -22,8 +22,8 @@ from rkt_operator.model.spec import RktTaskSpec, validation_problems
 from rkt_operator.rkt.types import TaskIdentity
 
 # Spec fields a running pod picks up without a restart (killTimeoutSeconds is only read
-# when the agent stops the pod).
-LIVE_FIELDS = frozenset({"killTimeoutSeconds"})
+# when the agent stops the pod; logs goes to the pod's supervisor, as Nomad's Update did).
+LIVE_FIELDS = frozenset({"killTimeoutSeconds", "logs"})
 
 
 @dataclass(frozen=True)

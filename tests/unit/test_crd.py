@@ -175,6 +175,8 @@ def test_defaults_only_in_spec() -> None:
         "spec.debug": False,
         "spec.killTimeoutSeconds": 5,
         "spec.restartPolicy": "Always",
+        "spec.logs.maxFiles": 10,
+        "spec.logs.maxFileSizeMB": 10,
     }
 
 

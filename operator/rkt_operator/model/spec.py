@@ -31,6 +31,7 @@ from rkt_operator.model.env import (
     SecretKeySelector,
 )
 from rkt_operator.model.fields import KubeModel as _Model
+from rkt_operator.model.logs import LogConfig
 from rkt_operator.model.network import (
     DNS_SPECIAL,
     NET_SPECIAL,
@@ -55,6 +56,7 @@ __all__ = [
     "ConfigMapKeySelector",
     "EnvVar",
     "EnvVarSource",
+    "LogConfig",
     "ObjectFieldSelector",
     "PortSpec",
     "ResourceLimits",
@@ -87,6 +89,7 @@ NOMAD_OPTION_MAP: tuple[tuple[str, str, str], ...] = (
     ("debug", "debug", "global `--debug=true|false` (always emitted)"),
     ("killTimeoutSeconds", "task kill_timeout (capped by max_kill_timeout)", "stop grace"),
     ("restartPolicy", "group restart stanza", "agent restarts exited pods"),
+    ("logs", "task logs stanza (max_files, max_file_size)", "rotated files in `alloc/logs/`"),
 )
 
 # rkt's complete list of --insecure-options values (rkt-cli.md §1.3).
@@ -316,6 +319,12 @@ class RktTaskSpec(_Model):
         "Always",
         description="When the agent starts the pod again after it exits: Always (default, as "
         "for Pods), OnFailure (non-zero exit) or Never.",
+    )
+    logs: LogConfig | None = Field(
+        None,
+        description="Rotation of the pod's stdout and stderr files in the task directory "
+        "(alloc/logs/<pod uuid>.stdout.0, .1...; defaults: 10 files of 10 MiB per stream). "
+        "A change of logs alone does not restart the pod.",
     )
 
     @field_validator("env")
