@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rkt_operator import envrefs, errors, taskstate
-from rkt_operator.executor import plan
+from rkt_operator.executor import logrotate, plan
 from rkt_operator.executor.service import Executor, PodObservation
 from rkt_operator.model import conditions as c
+from rkt_operator.model.logs import LogConfig
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.podcache import PodCache
 from rkt_operator.rkt import argv
@@ -204,8 +205,10 @@ class Reconciler:
             decision = after
         self._steps[task.uid] = decision.backoff_step
 
-        # 5. Report.
+        # 5. Report (and keep the pod's log files within spec.logs).
         pod = taskstate.newest(pods, decision.pod_uuid)
+        if pod is not None:
+            await self._tend_logs(task, spec, pod.uuid, logger)
         summary, facts = taskstate.describe(
             decision,
             spec=spec,
@@ -233,6 +236,20 @@ class Reconciler:
             now=self.now(),
             backoff=backoff,
         )
+
+    async def _tend_logs(
+        self,
+        task: Task,
+        spec: RktTaskSpec,
+        uuid: str,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        logs = spec.logs or LogConfig()
+        limits = logrotate.LogLimits(logs.max_files, logs.max_file_bytes)
+        try:
+            await self.executor.logs.tend(task.identity, uuid, limits)
+        except OSError as exc:
+            logger.warning("cannot rotate the log files of pod %s: %s", uuid, exc)
 
     def _backoff(self, uid: str, recorded: plan.Recorded) -> plan.Backoff:
         # The step lives in memory, as the kubelet's back-off does; after an agent restart
