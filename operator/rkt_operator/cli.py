@@ -4,6 +4,7 @@
 - ``fingerprint``: probe this node's rkt and print the result as JSON;
 - ``release-orphans``: drop the finalizer of tasks being deleted whose Node is gone
   (see ``rkt_operator.orphans``; ``--dry-run`` only lists them);
+- ``logs NAMESPACE/NAME``: a task's pod output on this node (``executor.logcmd``);
 - ``version``.
 
 Output meant for people or scripts goes to ``sys.stdout`` explicitly; diagnostics go to
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from rkt_operator import __version__, fingerprint, kopfapp, kubeapi, orphans, settings
+from rkt_operator.executor import logcmd
 from rkt_operator.rkt.cli import RktCli
 
 log = logging.getLogger("rkt_operator")
@@ -40,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     release.add_argument("--dry-run", action="store_true", help="only list them")
     release.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: usual)")
+    logs = settings.build_parser(
+        sub.add_parser("logs", help="print the output of a task's pod on this node")
+    )
+    logs.add_argument("task", metavar="NAMESPACE/NAME", help="the RktTask")
+    logs.add_argument("--stderr", action="store_true", help="the pod's stderr, not its stdout")
+    logs.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
+    logs.add_argument("--follow", "-f", action="store_true", help="go on until the pod exits")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -90,6 +99,27 @@ def _release_orphans(*, dry_run: bool, kubeconfig: str | None) -> int:
     return 1 if failed else 0
 
 
+def _out(text: str) -> None:
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _logs(agent: settings.Settings, args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    stream = "stderr" if args.stderr else "stdout"
+    try:
+        job = logcmd.run(
+            agent, args.task, stream=stream, tail=args.tail, follow=args.follow, write=_out
+        )
+        return asyncio.run(job)
+    except ValueError as exc:
+        sys.stderr.write(f"rkt-operator: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -103,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         sys.stderr.write(f"rkt-operator: {exc}\n")
         return 2
+    if args.command == "logs":
+        return _logs(agent, args)
     if args.command == "fingerprint":
         logging.basicConfig(level=agent.log_level, format="%(levelname)s %(name)s %(message)s")
         return _fingerprint(agent)
