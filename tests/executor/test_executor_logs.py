@@ -189,6 +189,8 @@ async def test_logs_command_prints_the_tasks_output(
     assert "no pod of task default/nobody" in done.stderr
     done = await asyncio.to_thread(logs_command, settings, "Not A Task")
     assert done.returncode == 2
+    done = await asyncio.to_thread(logs_command, settings, "default/web", "--tail=-1")
+    assert (done.returncode, done.stdout) == (2, "")
     # rkt no longer knows the pod: the files in the task directory still tell.
     await executor.stop(pod.uuid, kill_timeout=5)
     await executor.remove(pod.uuid)

@@ -97,8 +97,11 @@ async def show(
     follow: bool = False,
     write: Write,
 ) -> int:
-    """Print the task's log through ``write``; the command's exit code."""
+    """Print the task's log through ``write``; the command's exit code. ``ValueError`` for
+    a bad reference or tail."""
     namespace, name = parse_ref(ref)
+    if tail is not None and tail < 0:
+        raise ValueError(f"--tail must not be negative: {tail}")
     target = await find(executor, namespace, name)
     if target is None:
         log.error("no pod of task %s/%s on this node", namespace, name)

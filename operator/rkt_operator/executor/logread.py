@@ -154,22 +154,26 @@ def chunks(pieces: list[Piece]) -> Iterator[bytes]:
 
 def tail(pieces: list[Piece], lines: int) -> bytes:
     """The last ``lines`` lines of ``pieces``, reading from the end; closes their files."""
-    found = b""
+    blocks: list[bytes] = []  # newest first
+    newlines = 0
     try:
         for piece in reversed(pieces):
             end = piece.end if piece.end is not None else os.fstat(piece.fd).st_size
             position = end
-            while position > piece.start and found.count(b"\n") <= lines:
+            while position > piece.start and newlines <= lines:
                 size = min(_CHUNK, position - piece.start)
                 position -= size
-                found = os.pread(piece.fd, size, position) + found
-            if found.count(b"\n") > lines:
+                block = os.pread(piece.fd, size, position)
+                blocks.append(block)
+                newlines += block.count(b"\n")
+            if newlines > lines:
                 break
     finally:
         for piece in pieces:
             os.close(piece.fd)
     if lines <= 0:
         return b""
+    found = b"".join(reversed(blocks))
     body = found[:-1] if found.endswith(b"\n") else found
     kept = body.split(b"\n")[-lines:]
     return b"\n".join(kept) + (b"\n" if found.endswith(b"\n") else b"")
