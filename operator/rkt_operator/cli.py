@@ -7,6 +7,7 @@
 - ``exec NAMESPACE/NAME -- CMD...``, ``signal NAMESPACE/NAME SIGNAL``, ``stats NAMESPACE/NAME``:
   node-local commands on a task's running pod (``rkt_operator.nodecmds``), with the same
   settings flags as ``run``; ``exec`` exits with the command's exit code;
+- ``logs NAMESPACE/NAME``: a task's pod output on this node (``executor.logcmd``);
 - ``version``.
 
 Output meant for people or scripts goes to ``sys.stdout`` explicitly; diagnostics go to
@@ -32,6 +33,7 @@ from rkt_operator import (
     orphans,
     settings,
 )
+from rkt_operator.executor import logcmd
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 
@@ -68,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("stats", help="CPU and memory of a task's running pod, as JSON")
     )
     stats.add_argument("task", metavar="NAMESPACE/NAME")
+    logs = settings.build_parser(
+        sub.add_parser("logs", help="print the output of a task's pod on this node")
+    )
+    logs.add_argument("task", metavar="NAMESPACE/NAME", help="the RktTask")
+    logs.add_argument("--stderr", action="store_true", help="the pod's stderr, not its stdout")
+    logs.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
+    logs.add_argument("--follow", "-f", action="store_true", help="go on until the pod exits")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -147,6 +156,27 @@ def _node_command(args: argparse.Namespace, agent: settings.Settings) -> int:
     return 0
 
 
+def _out(text: str) -> None:
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _logs(agent: settings.Settings, args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    stream = "stderr" if args.stderr else "stdout"
+    try:
+        job = logcmd.run(
+            agent, args.task, stream=stream, tail=args.tail, follow=args.follow, write=_out
+        )
+        return asyncio.run(job)
+    except ValueError as exc:
+        sys.stderr.write(f"rkt-operator: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -160,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         sys.stderr.write(f"rkt-operator: {exc}\n")
         return 2
+    if args.command == "logs":
+        return _logs(agent, args)
     if args.command in ("fingerprint", "exec", "signal", "stats"):
         logging.basicConfig(level=agent.log_level, format="%(levelname)s %(name)s %(message)s")
         if args.command != "fingerprint":

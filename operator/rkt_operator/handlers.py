@@ -83,8 +83,8 @@ async def update(
     retry: int,
     **_: Any,
 ) -> None:
-    """update of ``spec``: a change of killTimeoutSeconds or the probes alone keeps the
-    running pod."""
+    """update of ``spec``: a change of live fields alone (killTimeoutSeconds, the probes,
+    logs) keeps the running pod."""
     agent: Agent = memo.agent
     live = isinstance(old, Mapping) and isinstance(new, Mapping)
     live = live and taskstate.live_only_change(old, new)

@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rkt_operator import envrefs, errors, taskstate
-from rkt_operator.executor import plan
+from rkt_operator.executor import logrotate, plan
 from rkt_operator.executor.probeplan import Verdict
 from rkt_operator.executor.service import Executor, PodObservation
 from rkt_operator.model import conditions as c
+from rkt_operator.model.logs import LogConfig
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.podcache import PodCache
 from rkt_operator.prober import Prober
@@ -238,7 +239,9 @@ class Reconciler:
         self.prober.retain(task.uid, [p.uuid for p in pods])
         self._steps[task.uid] = decision.backoff_step
 
-        # 6. Report.
+        # 6. Report (and keep the pod's log files within spec.logs).
+        if pod is not None:
+            await self._tend_logs(task, spec, pod.uuid, logger)
         readiness: Verdict | None = None
         if spec.readiness_probe is not None and decision.pod_uuid:
             readiness = self.prober.readiness(task.uid, decision.pod_uuid)
@@ -273,6 +276,20 @@ class Reconciler:
             now=self.now(),
             backoff=backoff,
         )
+
+    async def _tend_logs(
+        self,
+        task: Task,
+        spec: RktTaskSpec,
+        uuid: str,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        logs = spec.logs or LogConfig()
+        limits = logrotate.LogLimits(logs.max_files, logs.max_file_bytes)
+        try:
+            await self.executor.logs.tend(task.identity, uuid, limits)
+        except OSError as exc:
+            logger.warning("cannot rotate the log files of pod %s: %s", uuid, exc)
 
     def _backoff(self, uid: str, recorded: plan.Recorded) -> plan.Backoff:
         # The step lives in memory, as the kubelet's back-off does; after an agent restart

@@ -23,8 +23,9 @@ from rkt_operator.model.spec import RktTaskSpec, validation_problems
 from rkt_operator.rkt.types import TaskIdentity
 
 # Spec fields a running pod picks up without a restart (killTimeoutSeconds is only read
-# when the agent stops the pod; the probes are run by the agent from outside).
-LIVE_FIELDS = frozenset({"killTimeoutSeconds", "readinessProbe", "livenessProbe"})
+# when the agent stops the pod; the probes are run by the agent from outside; logs goes to
+# the pod's supervisor, as Nomad's Update did).
+LIVE_FIELDS = frozenset({"killTimeoutSeconds", "readinessProbe", "livenessProbe", "logs"})
 
 
 @dataclass(frozen=True)

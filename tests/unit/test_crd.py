@@ -186,6 +186,8 @@ def test_defaults_only_in_spec() -> None:
                 ("failureThreshold", 3),
             )
         },
+        "spec.logs.maxFiles": 10,
+        "spec.logs.maxFileSizeMB": 10,
     }
 
 

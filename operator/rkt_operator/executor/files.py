@@ -7,8 +7,12 @@ Per pod, in the task's root directory (``TaskDirs.root``):
   restarted agent never launches the same prepared pod twice.
 - ``<uuid>.exit``: the exit status of ``rkt run-prepared``, written atomically by the
   supervisor. A cache: ``rkt status`` (``apps[].exit_code``) wins when it knows.
-- ``<uuid>.stdout.log`` / ``<uuid>.stderr.log``: the rkt process's output (app output and
-  rkt diagnostics).
+- ``<uuid>.logs.json``: the log rotation limits of the pod (written at launch, rewritten by
+  the agent when ``spec.logs`` changes; its supervisor re-reads it).
+
+The rkt process's output (app output and rkt diagnostics) goes to
+``alloc/logs/<uuid>.stdout.0`` / ``<uuid>.stderr.0`` of the task's directory, rotated as
+``logrotate`` describes.
 
 Per task, under ``<task_root>/.locks/<uid>.lock``: the start lock (``flock``), held while a
 pod is being prepared and inherited by ``rkt prepare`` so that it outlives a killed agent.
@@ -28,6 +32,8 @@ from pathlib import Path
 
 import psutil
 
+from rkt_operator.executor import logrotate
+
 _MAX_RECORD_BYTES = 4096
 
 
@@ -39,8 +45,22 @@ def exit_file(root: Path, uuid: str) -> Path:
     return root / f"{uuid}.exit"
 
 
+def logs_dir(root: Path) -> Path:
+    """Where the task's pods write their output (``/alloc/logs`` inside the pod)."""
+    return root / "alloc" / "logs"
+
+
 def log_files(root: Path, uuid: str) -> tuple[Path, Path]:
-    return root / f"{uuid}.stdout.log", root / f"{uuid}.stderr.log"
+    """The files the pod is writing its stdout and stderr to (the current ones)."""
+    directory = logs_dir(root)
+    return (
+        logrotate.current_file(directory, uuid, "stdout"),
+        logrotate.current_file(directory, uuid, "stderr"),
+    )
+
+
+def log_limits_file(root: Path, uuid: str) -> Path:
+    return root / f"{uuid}.logs.json"
 
 
 def lock_file(task_root: Path, uid: str) -> Path:
@@ -49,7 +69,7 @@ def lock_file(task_root: Path, uid: str) -> Path:
 
 def pod_files(root: Path, uuid: str) -> list[Path]:
     """The supervisor files of one pod (logs excluded)."""
-    return [launch_marker(root, uuid), exit_file(root, uuid)]
+    return [launch_marker(root, uuid), exit_file(root, uuid), log_limits_file(root, uuid)]
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,16 @@ def read_exit(path: Path) -> ExitRecord | None:
     if finished.tzinfo is None:
         finished = finished.replace(tzinfo=UTC)
     return ExitRecord(returncode=rc, finished_at=finished)
+
+
+def write_log_limits(path: Path, limits: logrotate.LogLimits) -> None:
+    write_atomic(path, limits.to_json())
+
+
+def read_log_limits(path: Path) -> logrotate.LogLimits | None:
+    """The pod's rotation limits, or None when absent or unreadable."""
+    data = _read_json(path)
+    return None if data is None else logrotate.LogLimits.from_mapping(data)
 
 
 def marker_content(pid: int) -> bytes:

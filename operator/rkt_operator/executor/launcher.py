@@ -12,6 +12,11 @@ i.e. ``/run/systemd/system`` exists):
 Either way the supervisor claims the pod with its launch marker (so a launch is never done
 twice), sends rkt's output to files and records its exit status on disk.
 
+rkt's output goes to ``alloc/logs/<uuid>.stdout.0`` / ``.stderr.0`` of the task directory,
+opened for appending (systemd: ``StandardOutput=append:``, systemd 240 or later), and is
+rotated as ``logrotate`` describes; the limits of the plan are written to the pod's limits
+file before the launch.
+
 The argv of rkt itself comes from ``RktCli.run_prepared_command``.
 """
 
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from rkt_operator import errors
-from rkt_operator.executor import files
+from rkt_operator.executor import files, logrotate
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.rkt.types import LaunchPlan
 from rkt_operator.settings import Settings
@@ -49,9 +54,15 @@ def unit_name(uuid: str) -> str:
 
 
 def systemd_run_argv(
-    command: list[str], uuid: str, *, workdir: Path, path_env: str | None
+    command: list[str],
+    uuid: str,
+    *,
+    workdir: Path,
+    path_env: str | None,
+    logs: tuple[Path, Path] | None = None,
 ) -> list[str]:
-    """``systemd-run`` for one pod: transient unit, machine slice, mixed kill mode."""
+    """``systemd-run`` for one pod: transient unit, machine slice, mixed kill mode; output
+    appended to the ``logs`` files (stdout, stderr) when given."""
     argv = [
         "systemd-run",
         f"--unit={unit_name(uuid)}",
@@ -61,6 +72,8 @@ def systemd_run_argv(
         "--collect",
         f"--working-directory={workdir}",
     ]
+    if logs is not None:
+        argv += ["-p", f"StandardOutput=append:{logs[0]}", "-p", f"StandardError=append:{logs[1]}"]
     if path_env:
         argv.append(f"--setenv=PATH={path_env}")
     return [*argv, "--", *command]
@@ -77,6 +90,7 @@ def shim_argv(rkt_argv: list[str], root: Path, uuid: str, *, foreground: bool = 
         f"--exit-file={files.exit_file(root, uuid)}",
         f"--stdout={stdout}",
         f"--stderr={stderr}",
+        f"--log-limits={files.log_limits_file(root, uuid)}",
         "--",
         *rkt_argv,
     ]
@@ -96,8 +110,20 @@ class Launcher:
         launch is under way (or was already), not when the pod runs."""
         rkt_argv = self.rkt.run_prepared_command(plan, uuid)
         root = plan.dirs.root
+        limits = logrotate.LogLimits(plan.log_max_files, plan.log_max_file_bytes)
+        try:
+            files.logs_dir(root).mkdir(parents=True, exist_ok=True)
+            files.write_log_limits(files.log_limits_file(root, uuid), limits)
+        except OSError as exc:
+            raise errors.RktError(f"cannot prepare the log files of pod {uuid}: {exc}") from exc
         if self.kind == "systemd":
-            argv = systemd_run_argv(rkt_argv, uuid, workdir=root, path_env=self._env.get("PATH"))
+            argv = systemd_run_argv(
+                rkt_argv,
+                uuid,
+                workdir=root,
+                path_env=self._env.get("PATH"),
+                logs=files.log_files(root, uuid),
+            )
         else:
             argv = shim_argv(rkt_argv, root, uuid)
         log.info("launching pod uuid=%s launcher=%s", uuid, self.kind)

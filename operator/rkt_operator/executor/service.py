@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rkt_operator import errors
-from rkt_operator.executor import discovery, files, startlock, stats
+from rkt_operator.executor import discovery, files, logkeeper, logrotate, startlock, stats
 from rkt_operator.executor.launcher import Launcher
 from rkt_operator.rkt import pods
 from rkt_operator.rkt.cli import RktCli
@@ -110,6 +110,7 @@ class Executor:
         self._locks = startlock.StartLocks(
             settings.task_root, deadline_seconds=settings.rkt_timeout_seconds
         )
+        self.logs = logkeeper.LogKeeper(settings.task_root)
 
     # ------------------------------------------------------------------ start
 
@@ -167,12 +168,14 @@ class Executor:
             )
             if on_prepared is not None:
                 await on_prepared(uuid)
+            # The log files of older pods of the task go, but for the previous one's.
+            await asyncio.to_thread(logrotate.forget_pods, files.logs_dir(plan.dirs.root), uuid)
             await self.launcher.launch(plan, uuid)
             return await self._await_running(plan, uuid)
 
     def _make_dirs(self, plan: LaunchPlan, *, secrets: bool = True) -> None:
         dirs = plan.dirs
-        for path in (dirs.root, dirs.alloc, dirs.local, dirs.secrets):
+        for path in (dirs.root, dirs.alloc, dirs.local, dirs.secrets, files.logs_dir(dirs.root)):
             path.mkdir(parents=True, exist_ok=True, mode=0o755)
         if secrets and plan.secret_env:
             _write_secret_env(dirs.secret_env_file, plan.secret_env)
@@ -371,6 +374,7 @@ class Executor:
         if observed.identity is not None:
             root = TaskDirs.for_task(self.settings.task_root, observed.identity).root
             files.remove_quietly(*files.pod_files(root, uuid))
+        self.logs.forget(uuid)
         log.info("pod removed uuid=%s", uuid)
 
     async def cleanup(self, identity: TaskIdentity) -> None:

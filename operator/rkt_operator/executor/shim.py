@@ -12,9 +12,11 @@ first process reports on stdout how the launch went:
 The supervisor claims the pod by creating the launch marker atomically (``link``), runs the
 given ``rkt ... run-prepared ... <uuid>`` argv with output to the log files, forwards
 SIGTERM/SIGINT to it, ignores SIGHUP, waits, and records the exit status atomically in the
-exit file. With ``--foreground`` it supervises in its own process instead (the main process
-of a transient systemd unit; ``KillMode=mixed`` then signals it first, and it forwards).
-Standard library + ``executor.files`` only: this must start fast and stay small.
+exit file. While rkt runs, a timer thread rotates the two log files (``logrotate``) with the
+limits of the ``--log-limits`` file, re-read when it changes. With ``--foreground`` it
+supervises in its own process instead (the main process of a transient systemd unit;
+``KillMode=mixed`` then signals it first, and it forwards). Standard library,
+``executor.files`` and ``executor.logrotate`` only: this must start fast and stay small.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from rkt_operator.executor import files
+from rkt_operator.executor import files, logrotate
+
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--exit-file", type=Path, required=True)
     parser.add_argument("--stdout", type=Path, required=True)
     parser.add_argument("--stderr", type=Path, required=True)
+    parser.add_argument(
+        "--log-limits", type=Path, default=None, help="JSON file of the rotation limits"
+    )
     parser.add_argument(
         "--foreground",
         action="store_true",
@@ -61,6 +69,61 @@ def _claim(marker: Path) -> bool:
     return True
 
 
+def _open_log(path: Path) -> int:
+    """The log file, opened for appending (never a pipe: see ``logrotate``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, _APPEND, 0o644)
+
+
+class _Rotator(threading.Thread):
+    """Checks the log files about once a second and rotates them when due."""
+
+    def __init__(self, paths: Sequence[Path], limits_file: Path | None) -> None:
+        super().__init__(name="log-rotation", daemon=True)
+        self.paths = tuple(paths)
+        self.limits_file = limits_file
+        self.limits = logrotate.LogLimits()
+        self.finished = threading.Event()
+        self._seen: tuple[int, int] | None = None
+        self._complaints: dict[Path, str] = {}
+
+    def run(self) -> None:
+        while not self.finished.wait(logrotate.CHECK_INTERVAL_SECONDS):
+            self.check()
+
+    def check(self) -> None:
+        self._reload()
+        for path in self.paths:
+            try:
+                logrotate.rotate(path, self.limits)
+            except (OSError, ValueError) as exc:
+                complaint = f"rkt-operator-shim: cannot rotate {path.name}: {exc}\n"
+                if self._complaints.get(path) != complaint:  # once, not every second
+                    self._complaints[path] = complaint
+                    sys.stderr.write(complaint)
+            else:
+                self._complaints.pop(path, None)
+
+    def _reload(self) -> None:
+        if self.limits_file is None:
+            return
+        try:
+            info = os.stat(self.limits_file)
+        except OSError:
+            return
+        stamp = (info.st_ino, info.st_mtime_ns)
+        if stamp == self._seen:
+            return
+        self._seen = stamp
+        limits = files.read_log_limits(self.limits_file)
+        if limits is None or limits == self.limits:
+            return
+        self.limits = limits
+        for path in self.paths:
+            with contextlib.suppress(OSError, ValueError):
+                logrotate.prune(path, limits.max_files)
+
+
 def _supervise(args: argparse.Namespace, argv: Sequence[str], report: int) -> int:
     """The long-lived child: claim, run rkt, record its exit."""
 
@@ -73,13 +136,17 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str], report: int) -> in
         say("already-launched")
         return 0
     try:
-        out = args.stdout.open("ab")
-        err = args.stderr.open("ab")
+        out = _open_log(args.stdout)
+        err = _open_log(args.stderr)
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
     except OSError as exc:
         files.remove_quietly(args.marker)
         say(f"error cannot run {argv[0]!r}: {exc.strerror}")
         return 1
+    os.close(out)
+    os.close(err)
+    rotator = _Rotator((args.stdout, args.stderr), args.log_limits)
+    rotator.start()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -90,6 +157,9 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str], report: int) -> in
     say(f"started {os.getpid()} {child.pid}")
     returncode = child.wait()
     files.write_exit(args.exit_file, returncode)
+    rotator.finished.set()
+    rotator.join(timeout=60)
+    rotator.check()  # what the pod wrote last stays within the limits too
     return 0
 
 
@@ -116,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, 1)
         os.close(devnull)
         try:
-            log_fd = os.open(args.stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            log_fd = _open_log(args.stderr)
         except OSError:
             log_fd = os.open(os.devnull, os.O_WRONLY)
         os.dup2(log_fd, 2)

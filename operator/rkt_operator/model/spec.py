@@ -31,6 +31,7 @@ from rkt_operator.model.env import (
     SecretKeySelector,
 )
 from rkt_operator.model.fields import KubeModel as _Model
+from rkt_operator.model.logs import LogConfig
 from rkt_operator.model.network import (
     DNS_SPECIAL,
     NET_SPECIAL,
@@ -58,6 +59,7 @@ __all__ = [
     "EnvVarSource",
     "ExecAction",
     "LivenessProbe",
+    "LogConfig",
     "ObjectFieldSelector",
     "PortSpec",
     "Probe",
@@ -93,6 +95,7 @@ NOMAD_OPTION_MAP: tuple[tuple[str, str, str], ...] = (
     ("restartPolicy", "group restart stanza", "agent restarts exited pods"),
     ("readinessProbe", "service check (type script)", "`rkt enter <uuid> <cmd>` -> Ready"),
     ("livenessProbe", "check_restart on a script check", "`rkt enter`; failing -> stop, restart"),
+    ("logs", "task logs stanza (max_files, max_file_size)", "rotated files in `alloc/logs/`"),
 )
 
 # rkt's complete list of --insecure-options values (rkt-cli.md §1.3).
@@ -334,6 +337,12 @@ class RktTaskSpec(_Model):
         description="Command run periodically inside the pod: when it fails failureThreshold "
         "times in a row the pod is stopped and counted as failed, then restartPolicy applies. "
         "Changing it keeps the pod.",
+    )
+    logs: LogConfig | None = Field(
+        None,
+        description="Rotation of the pod's stdout and stderr files in the task directory "
+        "(alloc/logs/<pod uuid>.stdout.0, .1...; defaults: 10 files of 10 MiB per stream). "
+        "A change of logs alone does not restart the pod.",
     )
 
     @field_validator("env")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from rkt_operator.errors import SpecError
 from rkt_operator.model.fields import ENV_NAME, parse_ip
+from rkt_operator.model.logs import LogConfig
 from rkt_operator.model.network import DNS_SPECIAL
 from rkt_operator.model.quantity import cpu_millicores, memory_megabytes
 from rkt_operator.model.resources import DEFAULT_CPU, DEFAULT_MEMORY
@@ -311,4 +312,6 @@ def build_launch_plan(
         ),
         restart_policy=spec.restart_policy,
         redact=frozenset(v.value for v in secret if v.value),
+        log_max_files=(spec.logs or LogConfig()).max_files,
+        log_max_file_bytes=(spec.logs or LogConfig()).max_file_bytes,
     )

@@ -91,3 +91,6 @@ class LaunchPlan:
     restart_policy: str = "Never"
     # Values that must never be logged (secret env values); the adapter redacts them.
     redact: frozenset[str] = field(default_factory=frozenset)
+    # Rotation of the pod's output files (spec.logs; Nomad's defaults 10 x 10 MiB).
+    log_max_files: int = 10
+    log_max_file_bytes: int = 10 * 1024 * 1024
