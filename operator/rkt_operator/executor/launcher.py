@@ -5,12 +5,13 @@ i.e. ``/run/systemd/system`` exists):
 
 - **systemd**: a transient unit ``rkt-<uuid>.service`` in ``machine.slice`` with
   ``KillMode=mixed`` (rkt's recommendation; kubelet and rktlet did the same) whose main
-  process is the ``shim`` supervisor in the foreground. systemd refuses a second unit of
-  the same name.
-- **detached**: the ``shim`` supervisor (new session, double fork).
-
-Either way the supervisor claims the pod with its launch marker (so a launch is never done
-twice), sends rkt's output to files and records its exit status on disk.
+  process is ``rkt run-prepared`` itself: the host's systemd runs it, and the agent's own
+  Python (inside its container) does not exist on the host, while rkt is mounted at the
+  same path. systemd refuses a second unit of the same name, which makes the launch
+  idempotent; the exit code comes from ``rkt status`` (apps' exit codes).
+- **detached**: the ``shim`` supervisor (new session, double fork) claims the pod with its
+  launch marker (so a launch is never done twice) and records rkt's exit status on disk, a
+  fallback for when rkt reports no app exit code.
 
 rkt's output goes to ``alloc/logs/<uuid>.stdout.0`` / ``.stderr.0`` of the task directory,
 opened for appending (systemd: ``StandardOutput=append:``, systemd 240 or later), and is
