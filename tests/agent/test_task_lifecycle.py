@@ -149,11 +149,24 @@ def test_spec_the_node_refuses_is_stalled_not_retried_until_fixed(
     assert "InvalidSpec" in described
     assert any(e["reason"] == "InvalidSpec" for e in events(kubectl, namespace, "vol"))
     # Not retried: several resyncs later, no write, no pod and a single InvalidSpec event.
-    resource_version = obj["metadata"]["resourceVersion"]
+    # (kopf records the handled spec in an annotation right after the handler gave up: the
+    # object settles once that is written.)
+    settled = wait_task(
+        kubectl,
+        namespace,
+        "vol",
+        lambda o: (
+            "rktoperator.io/last-handled-configuration" in (o["metadata"].get("annotations") or {})
+        ),
+        what="kopf's record of the handled spec",
+    )
     wait_resyncs(agent, namespace, "vol", 3)
     again = get(kubectl, namespace, "vol")
     assert again is not None
-    assert again["metadata"]["resourceVersion"] == resource_version
+    assert again["metadata"]["resourceVersion"] == settled["metadata"]["resourceVersion"], (
+        settled,
+        again,
+    )
     assert pods(sim_node) == []
     assert [e["reason"] for e in events(kubectl, namespace, "vol")].count("InvalidSpec") == 1
     # Fixing the spec (a new generation) is acted on at once.

@@ -1,7 +1,8 @@
 """``rkt stop``, ``rkt rm`` and ``rkt gc``: ending and removing pods.
 
 ``stop`` signals the pod's ``ppid`` (the run-prepared process) and returns at once;
-``--force`` SIGKILLs the apps' process groups and other children first, then the ppid.
+``--force`` SIGKILLs the ppid (the simulated stage1, which would record app status) first,
+then the apps' process groups and its other children.
 Deleting a pod takes its exclusive lock, releases its network leases, unmounts anything left
 below it and removes the directory.
 """
@@ -72,13 +73,17 @@ def _stop_pod(pod: pods.Pod, force: bool) -> None:
     if not force:
         os.kill(ppid, signal.SIGTERM)
         return
+    # The run-prepared process plays stage1's reaper here (it writes the apps' exit status):
+    # it goes first, so a forced stop records no app status, as with rkt, where SIGKILL of
+    # the pod's systemd and nspawn leaves no reaper to write one.
+    children = _children(ppid)
+    os.kill(ppid, signal.SIGKILL)
     for pid in _app_pids(pod):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-    for pid in _children(ppid):
+    for pid in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    os.kill(ppid, signal.SIGKILL)
 
 
 def run_stop(ctx: Context, parsed: Parsed) -> int:
