@@ -62,6 +62,10 @@ class SimNode:
     def prepare(self) -> None:
         for path in (self.rkt_dir, self.local_config, self.task_root):
             path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            # rkt (and so rkt-sim) runs pods only as root; for a demo as an ordinary user the
+            # simulator's documented approximation runs apps without chroot or namespaces.
+            (self.rkt_dir / ".sim-config.json").write_text('{"allow_unprivileged": true}\n')
 
     def _sim(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         argv = [str(self.rkt_sim), f"--dir={self.rkt_dir}", f"--local-config={self.local_config}"]
