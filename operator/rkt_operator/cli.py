@@ -35,6 +35,7 @@ from rkt_operator import (
 )
 from rkt_operator.executor import logcmd
 from rkt_operator.executor.service import Executor
+from rkt_operator.model import refs
 from rkt_operator.rkt.cli import RktCli
 
 log = logging.getLogger("rkt_operator")
@@ -130,7 +131,7 @@ def _release_orphans(*, dry_run: bool, kubeconfig: str | None) -> int:
 def _node_command(args: argparse.Namespace, agent: settings.Settings) -> int:
     """exec / signal / stats on this node; errors go to stderr (exit 1, or 2 for usage)."""
     try:
-        namespace, name = nodecmds.parse_task_ref(args.task)
+        namespace, name = refs.parse_task_ref(args.task)
         signum = nodecmds.parse_signal(args.signal) if args.command == "signal" else None
     except ValueError as exc:
         sys.stderr.write(f"rkt-operator {args.command}: {exc}\n")

@@ -22,14 +22,6 @@ from rkt_operator.executor.service import Executor, PodObservation
 EXEC_OUTPUT_BYTES = 1024 * 1024
 
 
-def parse_task_ref(ref: str) -> tuple[str, str]:
-    """``NAMESPACE/NAME`` -> (namespace, name); ``ValueError`` otherwise."""
-    namespace, sep, name = ref.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        raise ValueError(f"expected NAMESPACE/NAME, got {ref!r}")
-    return namespace, name
-
-
 def parse_signal(text: str) -> signal.Signals:
     """``HUP``, ``SIGHUP``, ``hup`` or ``1`` -> ``signal.SIGHUP``; ``ValueError`` otherwise."""
     word = text.strip()

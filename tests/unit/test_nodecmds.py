@@ -7,6 +7,7 @@ import signal
 import pytest
 
 from rkt_operator import cli, nodecmds
+from rkt_operator.model import refs
 
 
 @pytest.mark.parametrize(
@@ -14,13 +15,15 @@ from rkt_operator import cli, nodecmds
     [("team-a/web", ("team-a", "web")), ("default/x.y", ("default", "x.y"))],
 )
 def test_task_ref(ref: str, expected: tuple[str, str]) -> None:
-    assert nodecmds.parse_task_ref(ref) == expected
+    assert refs.parse_task_ref(ref) == expected
 
 
-@pytest.mark.parametrize("ref", ["web", "/web", "team-a/", "a/b/c", ""])
+@pytest.mark.parametrize(
+    "ref", ["web", "/web", "team-a/", "a/b/c", "", "Team/web", "team/We b", "a.b/web"]
+)
 def test_bad_task_ref(ref: str) -> None:
     with pytest.raises(ValueError, match="NAMESPACE/NAME"):
-        nodecmds.parse_task_ref(ref)
+        refs.parse_task_ref(ref)
 
 
 @pytest.mark.parametrize(

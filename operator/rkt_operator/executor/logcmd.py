@@ -21,6 +21,7 @@ from pathlib import Path
 from rkt_operator import errors
 from rkt_operator.executor import files, logread
 from rkt_operator.executor.service import Executor
+from rkt_operator.model import refs
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.rkt.types import TaskDirs
 from rkt_operator.settings import Settings
@@ -39,16 +40,6 @@ class Target:
     logs_dir: Path
     uuid: str
     live: bool  # rkt reports the pod and it has not finished
-
-
-def parse_ref(ref: str) -> tuple[str, str]:
-    """``NAMESPACE/NAME`` (or ``NAME``, in namespace default); ValueError otherwise."""
-    namespace, _, name = ref.rpartition("/")
-    namespace = namespace or "default"
-    for part in (namespace, name):
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", part) or len(part) > 253:
-            raise ValueError(f"not a task reference (NAMESPACE/NAME): {ref!r}")
-    return namespace, name
 
 
 def _task_logs_dirs(task_root: Path, namespace: str, name: str) -> list[Path]:
@@ -99,7 +90,7 @@ async def show(
 ) -> int:
     """Print the task's log through ``write``; the command's exit code. ``ValueError`` for
     a bad reference or tail."""
-    namespace, name = parse_ref(ref)
+    namespace, name = refs.parse_task_ref(ref)
     if tail is not None and tail < 0:
         raise ValueError(f"--tail must not be negative: {tail}")
     target = await find(executor, namespace, name)
