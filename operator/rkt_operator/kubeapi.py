@@ -13,7 +13,7 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -71,45 +71,39 @@ class KubeApi:
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value of ``key`` in Secret ``name``; None if the Secret or key is absent."""
-
-        def read() -> str | None:
-            try:
-                secret = self._core.read_namespaced_secret(
-                    name, namespace, _request_timeout=REQUEST_TIMEOUT
-                )
-            except ApiException as exc:
-                if _not_found(exc):
-                    return None
-                raise
-            data: Mapping[str, bytes | str] = secret.data or {}
-            if key in data:
-                return _decode(data[key])
-            string_data: Mapping[str, str] = secret.string_data or {}
-            return string_data.get(key)
-
-        return await asyncio.to_thread(read)
+        secret = await self._read_or_none(self._core.read_namespaced_secret, namespace, name)
+        if secret is None:
+            return None
+        data: Mapping[str, bytes | str] = secret.data or {}
+        if key in data:
+            return _decode(data[key])
+        string_data: Mapping[str, str] = secret.string_data or {}
+        return string_data.get(key)
 
     async def configmap_value(self, namespace: str, name: str, key: str) -> str | None:
         """The value of ``key`` in ConfigMap ``name``; None if the ConfigMap or key is absent."""
+        cm = await self._read_or_none(self._core.read_namespaced_config_map, namespace, name)
+        if cm is None:
+            return None
+        data: Mapping[str, str] = cm.data or {}
+        if key in data:
+            return data[key]
+        binary: Mapping[str, bytes | str] = cm.binary_data or {}
+        return _decode(binary[key]) if key in binary else None
 
-        def read() -> str | None:
+    @staticmethod
+    async def _read_or_none(read: Callable[..., Any], namespace: str, name: str) -> Any:
+        """``read(name, namespace)`` in a thread; None when the object does not exist."""
+
+        def call() -> Any:
             try:
-                cm = self._core.read_namespaced_config_map(
-                    name, namespace, _request_timeout=REQUEST_TIMEOUT
-                )
+                return read(name, namespace, _request_timeout=REQUEST_TIMEOUT)
             except ApiException as exc:
                 if _not_found(exc):
                     return None
                 raise
-            data: Mapping[str, str] = cm.data or {}
-            if key in data:
-                return data[key]
-            binary: Mapping[str, bytes | str] = cm.binary_data or {}
-            if key in binary:
-                return _decode(binary[key])
-            return None
 
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(call)
 
     # -- tasks -------------------------------------------------------------------------
 

@@ -40,21 +40,10 @@ def parse_signal(text: str) -> signal.Signals:
 
 async def running_pod(executor: Executor, namespace: str, name: str) -> PodObservation:
     """The newest running pod of task ``namespace/name`` on this node; ``PodNotFound``."""
-    mine = [
-        p
-        for p in await executor.list_pods()
-        if p.running
-        and p.identity is not None
-        and (p.identity.namespace, p.identity.name) == (namespace, name)
-    ]
-    if not mine:
+    running = [p for p in await executor.pods_named(namespace, name) if p.running]
+    if not running:
         raise errors.PodNotFound(f"no running pod of task {namespace}/{name} on this node")
-    mine.sort(key=lambda p: (p.identity.generation if p.identity else 0, _created(p)))
-    return mine[-1]
-
-
-def _created(pod: PodObservation) -> float:
-    return pod.created_at.timestamp() if pod.created_at else 0.0
+    return running[0]
 
 
 async def exec_in(

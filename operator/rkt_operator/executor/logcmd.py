@@ -60,20 +60,13 @@ def _task_logs_dirs(task_root: Path, namespace: str, name: str) -> list[Path]:
 async def find(executor: Executor, namespace: str, name: str) -> Target | None:
     """The pod whose output to show, or None when the task has none on this node."""
     try:
-        observed = await executor.list_pods()
+        mine = await executor.pods_named(namespace, name)
     except errors.RktError as exc:
         log.warning("rkt cannot list the pods (%s); looking at the task directory only", exc)
-        observed = []
-    mine = [
-        (o, o.identity)
-        for o in observed
-        if o.identity is not None and (o.identity.namespace, o.identity.name) == (namespace, name)
-    ]
-    if mine:
-        pod, identity = max(
-            mine, key=lambda pair: pair[0].created_at.timestamp() if pair[0].created_at else 0.0
-        )
-        root = TaskDirs.for_task(executor.settings.task_root, identity).root
+        mine = []
+    if mine and mine[0].identity is not None:
+        pod = mine[0]
+        root = TaskDirs.for_task(executor.settings.task_root, mine[0].identity).root
         return Target(files.logs_dir(root), pod.uuid, live=not pod.finished)
     found = logread.newest_pod(_task_logs_dirs(executor.settings.task_root, namespace, name))
     return None if found is None else Target(found[0], found[1], live=False)

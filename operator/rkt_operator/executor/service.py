@@ -300,6 +300,17 @@ class Executor:
         mine.sort(key=lambda o: o.created_at.timestamp() if o.created_at else 0.0, reverse=True)
         return mine
 
+    async def pods_named(self, namespace: str, name: str) -> list[PodObservation]:
+        """The pods of task ``namespace/name`` (any uid or generation), newest first: what
+        the node-local commands look up by the name people type."""
+        mine = [
+            o
+            for o in await self.list_pods()
+            if o.identity and (o.identity.namespace, o.identity.name) == (namespace, name)
+        ]
+        mine.sort(key=lambda o: o.created_at.timestamp() if o.created_at else 0.0, reverse=True)
+        return mine
+
     async def observe(self, uuid: str) -> PodObservation | None:
         """Fresh observation of one pod; None if rkt no longer knows it."""
         try:
