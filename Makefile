@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	@# rkt_sim and rkt_devkit are not part of the agent's distribution: put the source root on
+	@# the virtualenv's path and give the simulator its `rkt-sim` launcher, as pip would.
+	@$(PY) -c 'import sys, sysconfig; open(sysconfig.get_paths()["purelib"] + "/rkt-operator-dev.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)/operator"
+	@printf '#!%s\nimport sys\nfrom rkt_sim.main import main\nsys.exit(main())\n' "$(abspath $(PY))" > $(VENV)/bin/rkt-sim
+	@chmod +x $(VENV)/bin/rkt-sim
 	@touch $@
 
 .PHONY: system-deps
@@ -69,21 +74,21 @@ crds: $(STAMP) ## Regenerate the CRD from the pydantic models (and its copies in
 .PHONY: manifests
 manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  $(PY) -m rkt_operator.testing.render_manifests --helm "$$KUBEBUILDER_ASSETS/helm"
+	  $(PY) -m rkt_devkit.render_manifests --helm "$$KUBEBUILDER_ASSETS/helm"
 
 .PHONY: demo
 demo: system-deps $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  $(PY) -m rkt_operator.testing.demo --assets "$$KUBEBUILDER_ASSETS" $(if $(KEEP),--keep)
+	  $(PY) -m rkt_devkit.demo --assets "$$KUBEBUILDER_ASSETS" $(if $(KEEP),--keep)
 
 .PHONY: cluster-up
 cluster-up: system-deps $(STAMP) ## Start a control plane and leave it running; prints the kubeconfig path
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  $(PY) -m rkt_operator.testing.controlplane up --assets "$$KUBEBUILDER_ASSETS" --dir $(CLUSTER_DIR)
+	  $(PY) -m rkt_devkit.controlplane up --assets "$$KUBEBUILDER_ASSETS" --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-down
 cluster-down: $(STAMP) ## Stop the control plane started by cluster-up
-	$(PY) -m rkt_operator.testing.controlplane down --dir $(CLUSTER_DIR)
+	$(PY) -m rkt_devkit.controlplane down --dir $(CLUSTER_DIR)
 
 .PHONY: bench
 bench: system-deps $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running latency, writes, RSS vs a floor

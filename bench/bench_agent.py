@@ -30,7 +30,7 @@ from controllers import agent as agent_controller
 from controllers import floor as floor_controller
 from phase import run_phase
 from report import PhaseResult, render_json, render_text
-from rkt_operator.testing.controlplane import ControlPlane
+from rkt_devkit.controlplane import ControlPlane
 from simnode import IMAGE_NAME, IMAGE_VERSION, SimNode, service_spec
 
 log = logging.getLogger("bench")

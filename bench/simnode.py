@@ -1,7 +1,7 @@
 """The benchmark's simulated node: an rkt simulator store holding a long-running busybox image.
 
 Owns the node's directories (rkt ``--dir``, ``--local-config``, the agent's task root), the
-test image (an ACI built with ``rkt_operator.testing.aci`` whose app runs ``sleep 3600``,
+test image (an ACI built with ``rkt_devkit.aci`` whose app runs ``sleep 3600``,
 fetched into the store so no task downloads anything), the RktTask spec that runs it on the
 default network, and the clean-up: every pod stopped with ``rkt-sim stop --force``, any
 process still holding the store killed, the directories removed.
@@ -65,7 +65,7 @@ class SimNode:
 
     def prepare(self) -> dict[str, Any]:
         """Create the store, build and fetch the image; the task spec that runs it."""
-        from rkt_operator.testing.aci import build_aci
+        from rkt_devkit.aci import build_aci
 
         for path in (self.rkt_dir, self.local_config, self.task_root):
             path.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ from types import FrameType
 
 import pytest
 
-from rkt_operator.testing.controlplane import ControlPlane, ControlPlaneError, log_tail
-from rkt_operator.testing.kube import unique_name
+from rkt_devkit.controlplane import ControlPlane, ControlPlaneError, log_tail
+from rkt_devkit.kube import unique_name
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "crds"

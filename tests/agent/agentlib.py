@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import Kubectl, get_json, wait_for
+from rkt_devkit.demo_nodes import SimNode
+from rkt_devkit.kube import Kubectl, get_json, wait_for
 
 BIN = Path(sys.executable).parent  # the virtualenv's bin/: rkt-operator and rkt-sim
 WAIT = 180.0  # generous: the machine is shared; timing is never asserted
@@ -45,7 +45,7 @@ def live_pods(node: SimNode) -> list[dict[str, Any]]:
 
 
 def set_faults(node: SimNode, faults: Mapping[str, Any]) -> None:
-    """Fault injection of the simulator (see rkt_operator.simulator.faults)."""
+    """Fault injection of the simulator (see rkt_sim.faults)."""
     (node.rkt_dir / ".sim-faults.json").write_text(json.dumps(faults))
 
 

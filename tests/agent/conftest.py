@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from agentlib import Agent, StartAgent, node
 
-from rkt_operator.testing.aci import build_aci
-from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import unique_name
+from rkt_devkit.aci import build_aci
+from rkt_devkit.demo_nodes import SimNode
+from rkt_devkit.kube import unique_name
 
 # A service that waits for /alloc/stop, then exits with the code written in it.
 STOPPABLE = "while [ ! -f /alloc/stop ]; do sleep 0.2; done; exit $(cat /alloc/stop)"

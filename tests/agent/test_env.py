@@ -21,8 +21,8 @@ from agentlib import (
     wait_task,
 )
 
-from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import Kubectl, wait_for
+from rkt_devkit.demo_nodes import SimNode
+from rkt_devkit.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.k8s
 

@@ -14,10 +14,10 @@ import pytest
 from agentlib import BIN, StartAgent, apply, condition, phase_is, task, task_dir, wait_task
 from prometheus_client.parser import text_string_to_metric_families
 
+from rkt_devkit.aci import build_aci
+from rkt_devkit.demo_nodes import SimNode
+from rkt_devkit.kube import Kubectl, wait_for
 from rkt_operator import __version__
-from rkt_operator.testing.aci import build_aci
-from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.k8s
 

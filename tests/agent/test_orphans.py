@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from agentlib import BIN, apply, get, task
 
-from rkt_operator.testing.kube import Kubectl, unique_name, wait_for
+from rkt_devkit.kube import Kubectl, unique_name, wait_for
 
 pytestmark = pytest.mark.k8s
 

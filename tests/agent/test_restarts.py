@@ -24,8 +24,8 @@ from agentlib import (
     wait_task,
 )
 
-from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import Kubectl, unique_name, wait_for
+from rkt_devkit.demo_nodes import SimNode
+from rkt_devkit.kube import Kubectl, unique_name, wait_for
 
 pytestmark = pytest.mark.k8s
 

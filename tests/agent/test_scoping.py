@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from agentlib import Agent, StartAgent, apply, get, phase_is, pods, task, wait_task
 
-from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import Kubectl, unique_name, wait_for
+from rkt_devkit.demo_nodes import SimNode
+from rkt_devkit.kube import Kubectl, unique_name, wait_for
 
 pytestmark = pytest.mark.k8s
 

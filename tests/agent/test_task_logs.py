@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from agentlib import BIN, WAIT, StartAgent, apply, live_pods, phase_is, task, task_dir, wait_task
 
+from rkt_devkit.aci import build_aci
+from rkt_devkit.demo_nodes import SimNode
+from rkt_devkit.kube import Kubectl, wait_for
 from rkt_operator.executor import files
 from rkt_operator.executor.logrotate import LogLimits
-from rkt_operator.testing.aci import build_aci
-from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.k8s
 

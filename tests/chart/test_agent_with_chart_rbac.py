@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 from chartlib import CHART, Helm, argocd_health
 
-from rkt_operator.testing.aci import build_aci
-from rkt_operator.testing.controlplane import ControlPlane, log_tail
-from rkt_operator.testing.demo_nodes import SimNode
-from rkt_operator.testing.kube import get_json, unique_name, wait_for
+from rkt_devkit.aci import build_aci
+from rkt_devkit.controlplane import ControlPlane, log_tail
+from rkt_devkit.demo_nodes import SimNode
+from rkt_devkit.kube import get_json, unique_name, wait_for
 
 BIN = Path(sys.executable).parent
 # The container image's PATH (helm/image/Dockerfile), with the virtualenv in /opt's place.

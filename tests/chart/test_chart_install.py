@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from chartlib import CHART, Helm, Render, find
 
-from rkt_operator.testing.controlplane import ControlPlane
-from rkt_operator.testing.kube import unique_name
+from rkt_devkit.controlplane import ControlPlane
+from rkt_devkit.kube import unique_name
 
 
 def test_template_passes_server_side_validation(

@@ -28,7 +28,7 @@ def _expected_tasks() -> dict[str, str]:
 
 def _demo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rkt_operator.testing.demo", *args],
+        [sys.executable, "-m", "rkt_devkit.demo", *args],
         capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO,
     )  # fmt: skip
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from chartlib import REPO
 
-from rkt_operator.testing import render_manifests
-from rkt_operator.testing.controlplane import ControlPlane
+from rkt_devkit import render_manifests
+from rkt_devkit.controlplane import ControlPlane
 
 MANIFESTS = REPO / "manifests"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from contractlib import GpgKey, Images, Keys, Rkt, sim_path
 
-from rkt_operator.testing.aci import build_aci
+from rkt_devkit.aci import build_aci
 
 
 @pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.rkt)])

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from simrkt import TRAP_TERM, TRAP_USR1, force_stop_all, kill_leftovers, make_settings
 
+from rkt_devkit.aci import build_aci
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
-from rkt_operator.testing.aci import build_aci
 
 
 @pytest.fixture(scope="session")

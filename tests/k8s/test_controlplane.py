@@ -19,9 +19,9 @@ import pytest
 from kubernetes import client
 
 from fixtures_k8s import REPO, Kubectl
-from rkt_operator.testing import processes
-from rkt_operator.testing.controlplane import ControlPlane, ControlPlaneError
-from rkt_operator.testing.kube import get_json
+from rkt_devkit import processes
+from rkt_devkit.controlplane import ControlPlane, ControlPlaneError
+from rkt_devkit.kube import get_json
 
 pytestmark = pytest.mark.k8s
 
@@ -282,7 +282,7 @@ def cluster_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "rkt_operator.testing.controlplane", *args]
+    argv = [sys.executable, "-m", "rkt_devkit.controlplane", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
 
 

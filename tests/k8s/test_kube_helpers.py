@@ -1,4 +1,4 @@
-"""The small kubectl-side helpers in rkt_operator.testing.kube."""
+"""The small kubectl-side helpers in rkt_devkit.kube."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from itertools import count
 import pytest
 
 from fixtures_k8s import Kubectl
-from rkt_operator.testing.kube import WaitTimeout, get_json, unique_name, wait_for
+from rkt_devkit.kube import WaitTimeout, get_json, unique_name, wait_for
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from simlib import Sim
 
-from rkt_operator.testing.aci import build_aci
+from rkt_devkit.aci import build_aci
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from rkt_operator.simulator import appc, gofmt, keys, quantity, tables
-from rkt_operator.simulator.pods import Pod
-from rkt_operator.simulator.status import ConversionError, pod_json, status_text
+from rkt_sim import appc, gofmt, keys, quantity, tables
+from rkt_sim.pods import Pod
+from rkt_sim.status import ConversionError, pod_json, status_text
 
 
 def test_go_json_escapes_html_characters() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rkt_operator.simulator.errors import FlagError, SimError
-from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, bool_flag, str_flag
-from rkt_operator.simulator.grammar import parse_prepare
+from rkt_sim.errors import FlagError, SimError
+from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, bool_flag, str_flag
+from rkt_sim.grammar import parse_prepare
 
 
 def test_flags_before_the_first_image_and_per_app_flags_after_it() -> None:

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from rkt_operator.testing.aci import build_aci, busybox_applets
+from rkt_devkit.aci import build_aci, busybox_applets
 
 
 def tar_bytes(path: Path) -> bytes:

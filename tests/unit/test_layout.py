@@ -49,9 +49,6 @@ def test_no_print_and_environment_read_only_in_settings() -> None:
             offenders.append(f"{rel}: print")
         if {"os.environ", "os.getenv"} & attributes and rel not in {
             "settings.py",
-            # The simulator is a stand-alone rkt CLI: --inherit-env copies rkt's own
-            # environment into the apps, as the real rkt does.
-            "simulator/main.py",
         }:
             offenders.append(f"{rel}: reads the environment")
     assert offenders == []
@@ -59,9 +56,42 @@ def test_no_print_and_environment_read_only_in_settings() -> None:
 
 def test_console_scripts_point_at_real_functions() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"rkt-operator", "rkt-sim"}
+    # rkt-sim is a development tool: `make install-dev` gives it a launcher in the venv.
+    assert set(scripts) == {"rkt-operator"}
     for target in scripts.values():
         module, func = target.split(":")
         source = PACKAGE.parent / (module.replace(".", "/") + ".py")
         tree = ast.parse(source.read_text())
         assert func in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def test_the_agent_wheel_holds_only_the_agent(tmp_path: Path) -> None:
+    """The simulator and the development kit live beside the agent, not in what ships."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("rkt_operator-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"rkt_operator"}
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not [n for n in names if "rkt_sim" in n or "rkt_devkit" in n]
+    assert (ROOT / "operator" / "rkt_sim" / "main.py").is_file()
+    assert (ROOT / "operator" / "rkt_devkit" / "controlplane.py").is_file()

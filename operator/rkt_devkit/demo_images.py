@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rkt_operator.testing.aci import build_aci
+from rkt_devkit.aci import build_aci
 
 KV_SERVER = ("example.com/kv-server", "1.0")
 BUSYBOX = ("example.com/busybox", "1.35")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from rkt_operator.testing.controlplane import log_tail
+from rkt_devkit.controlplane import log_tail
 
 # The agent's PATH inside the demo: the virtualenv's scripts first, then the usual system
 # directories (the same search order as the container image's PATH).

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rkt_operator.simulator.appc import AppcError, check_image_manifest
+from rkt_sim.appc import AppcError, check_image_manifest
 
 KEY_HEX = 64
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rkt_operator.simulator import fetching, gofmt, keys, tables
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.errors import FlagError, SimError
-from rkt_operator.simulator.flags import (
+from rkt_sim import fetching, gofmt, keys, tables
+from rkt_sim.context import Context
+from rkt_sim.errors import FlagError, SimError
+from rkt_sim.flags import (
     GLOBAL_FLAGS,
     FlagEvent,
     FlagSet,
@@ -21,7 +21,7 @@ from rkt_operator.simulator.flags import (
     bool_flag,
     str_flag,
 )
-from rkt_operator.simulator.store import ImageStore, StoreError
+from rkt_sim.store import ImageStore, StoreError
 
 TRUST_USAGE = (
     "Usage:\n  rkt trust [--prefix=PREFIX] [--insecure-allow-http] [--skip-fingerprint-review] "

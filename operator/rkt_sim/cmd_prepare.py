@@ -18,12 +18,12 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from rkt_operator.simulator import appenv, fetching, gofmt, pods
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.errors import SimError
-from rkt_operator.simulator.grammar import PrepareArgs, parse_prepare
-from rkt_operator.simulator.manifest import ManifestError, ResolvedImage, generate
-from rkt_operator.simulator.store import ImageStore
+from rkt_sim import appenv, fetching, gofmt, pods
+from rkt_sim.context import Context
+from rkt_sim.errors import SimError
+from rkt_sim.grammar import PrepareArgs, parse_prepare
+from rkt_sim.manifest import ManifestError, ResolvedImage, generate
+from rkt_sim.store import ImageStore
 
 USAGE = (
     "Usage:\n  rkt prepare [--volume=name,kind=host,...] [--mount=volume=NAME,target=PATH] "

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rkt_operator.simulator.errors import FlagError, SimError
-from rkt_operator.simulator.flags import Parsed
+from rkt_sim.errors import FlagError, SimError
+from rkt_sim.flags import Parsed
 
 RKT_VERSION = "1.30.0"
 APPC_VERSION = "0.8.11"

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from rkt_operator.simulator import appenv, isolation
-from rkt_operator.simulator.pods import APP_STATUS_DIR, SUPERVISOR_STATUS
+from rkt_sim import appenv, isolation
+from rkt_sim.pods import APP_STATUS_DIR, SUPERVISOR_STATUS
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _WATCHED = {*_STOP_SIGNALS, signal.SIGCHLD}

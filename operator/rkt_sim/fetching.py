@@ -17,9 +17,9 @@ import platform
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rkt_operator.simulator import keys
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.store import ImageStore, StoreError
+from rkt_sim import keys
+from rkt_sim.context import Context
+from rkt_sim.store import ImageStore, StoreError
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "aarch64", "arm64": "aarch64"}
 _ARCH.update({"i386": "i386", "i686": "i386", "armv7l": "armv7l", "armv6l": "armv6l"})
@@ -106,7 +106,7 @@ def import_file(ctx: Context, store: ImageStore, path: str, signature: str | Non
 def _verify(
     ctx: Context, store: ImageStore, file_path: Path, data: bytes, signature: str | None
 ) -> None:
-    from rkt_operator.simulator.store import read_aci
+    from rkt_sim.store import read_aci
 
     asc = Path(signature) if signature else Path(str(file_path).removesuffix(".aci") + ".aci.asc")
     if not asc.is_file():

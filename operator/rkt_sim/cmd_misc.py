@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import platform
 
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed
+from rkt_sim.context import Context
+from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed
 
 VERSION_USAGE = "Usage:\n  rkt version\n"
 VERSION_FLAGS = FlagSet(GLOBAL_FLAGS)

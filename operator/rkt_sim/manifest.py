@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rkt_operator.simulator.appc import (
+from rkt_sim.appc import (
     AppcError,
     canonical_app,
     check_environment,
     default_app_name,
 )
-from rkt_operator.simulator.grammar import AppArgs, PrepareArgs
-from rkt_operator.simulator.podspec import canonical_volume
+from rkt_sim.grammar import AppArgs, PrepareArgs
+from rkt_sim.podspec import canonical_volume
 
 MUTABLE_ANNOTATION = "coreos.com/rkt/stage1/mutable"
 

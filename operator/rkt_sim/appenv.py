@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rkt_operator.simulator.isolation import Bind
+from rkt_sim.isolation import Bind
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

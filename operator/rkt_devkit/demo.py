@@ -10,8 +10,8 @@ and tears everything down, or with ``--keep`` leaves it all running and says how
 it. ``--stop DIR`` is that teardown: tasks deleted (their agents stop the pods), agents
 stopped, leftover pods removed, control plane stopped, directory removed.
 
-    python -m rkt_operator.testing.demo --assets DIR [--keep] [--dir DIR]
-    python -m rkt_operator.testing.demo --stop DIR
+    python -m rkt_devkit.demo --assets DIR [--keep] [--dir DIR]
+    python -m rkt_devkit.demo --stop DIR
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rkt_operator.testing import cluster, demo_images
-from rkt_operator.testing.demo_nodes import NodeError, SimNode, stop_agent
+from rkt_devkit import cluster, demo_images
+from rkt_devkit.demo_nodes import NodeError, SimNode, stop_agent
 
 REPO = Path(__file__).resolve().parents[3]
 NODES = ("node-a", "node-b")
@@ -266,7 +266,7 @@ def run(assets: Path, directory: Path, examples: Path, *, keep: bool, timeout: f
         say("  kubectl get rkttasks -o wide; kubectl describe rkt kv-server")
         pids = ", ".join(f"{n} {p.pid}" for n, p in demo.agents.items())
         say(f"  agents: {pids}; logs in {directory}/<node>/agent.log")
-        say(f"stop it with: {sys.executable} -m rkt_operator.testing.demo --stop {directory}")
+        say(f"stop it with: {sys.executable} -m rkt_devkit.demo --stop {directory}")
         return 0 if ok else 1
     demo.stop({name: popen.pid for name, popen in demo.agents.items()})
     return 0 if ok else 1
@@ -283,7 +283,7 @@ def stop(directory: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rkt_operator.testing.demo",
+        prog="python -m rkt_devkit.demo",
         description="local demo: control plane + two simulated nodes + examples/",
     )
     parser.add_argument("--assets", type=Path, help="folder with etcd, kube-apiserver, kubectl")

@@ -8,8 +8,8 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from rkt_operator.simulator import quantity
-from rkt_operator.simulator.appc import AppcError, check_name
+from rkt_sim import quantity
+from rkt_sim.appc import AppcError, check_name
 
 
 class SpecError(ValueError):

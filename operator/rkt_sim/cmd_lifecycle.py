@@ -15,11 +15,11 @@ import signal
 import time
 from pathlib import Path
 
-from rkt_operator.simulator import gofmt, network, pods
-from rkt_operator.simulator.cmd_status import pod_argument
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.errors import FlagError, SimError
-from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed, bool_flag, str_flag
+from rkt_sim import gofmt, network, pods
+from rkt_sim.cmd_status import pod_argument
+from rkt_sim.context import Context
+from rkt_sim.errors import FlagError, SimError
+from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed, bool_flag, str_flag
 
 STOP_USAGE = "Usage:\n  rkt stop --uuid-file=FILE | UUID ...\n"
 RM_USAGE = "Usage:\n  rkt rm --uuid-file=FILE | UUID ...\n"

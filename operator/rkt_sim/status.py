@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rkt_operator.simulator.gofmt import ZERO_TIME, format_time
-from rkt_operator.simulator.pods import Pod
+from rkt_sim.gofmt import ZERO_TIME, format_time
+from rkt_sim.pods import Pod
 
 _APP_STATE = {
     "embryo": "unknown",

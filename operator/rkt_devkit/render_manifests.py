@@ -8,7 +8,7 @@ CRD from ``crds/``. Helm bookkeeping (``# Source:`` lines, the ``helm.sh/chart``
 output depends only on the chart and the CRD, so a test can compare it with the committed
 files.
 
-    python -m rkt_operator.testing.render_manifests --helm <path to helm> [--out DIR]
+    python -m rkt_devkit.render_manifests --helm <path to helm> [--out DIR]
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def render(helm: Path, *, chart: Path, crd: Path, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rkt_operator.testing.render_manifests")
+    parser = argparse.ArgumentParser(prog="python -m rkt_devkit.render_manifests")
     parser.add_argument("--helm", type=Path, required=True, help="the helm v3 binary")
     parser.add_argument("--chart", type=Path, default=REPO / "helm" / "rkt-operator")
     parser.add_argument("--crd", type=Path, default=REPO / "crds" / CRD_FILE)

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rkt_operator.simulator import faults
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.errors import FlagError, SimError
-from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed
+from rkt_sim import faults
+from rkt_sim.context import Context
+from rkt_sim.errors import FlagError, SimError
+from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Spec:
     parser: str = ""  # a function returning an object with ``events`` (prepare, fetch)
 
 
-_S = "rkt_operator.simulator."
+_S = "rkt_sim."
 COMMANDS: dict[str, Spec] = {
     "version": Spec(_S + "cmd_misc", "run_version", "VERSION_FLAGS", "VERSION_USAGE"),
     "prepare": Spec(_S + "cmd_prepare", "run", "", "USAGE", parser="parse"),

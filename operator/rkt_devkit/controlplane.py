@@ -7,8 +7,8 @@ registered with ``atexit``). The binaries come from an explicit assets folder ho
 ``kube-apiserver`` and ``kubectl`` (the envtest ``KUBEBUILDER_ASSETS`` layout; ``make testenv``
 builds it). There are no controllers: namespaces never finish deleting, nothing schedules pods.
 
-The command line (``python -m rkt_operator.testing.controlplane up|down``) lives in
-``rkt_operator.testing.cluster``; this module only forwards to it.
+The command line (``python -m rkt_devkit.controlplane up|down``) lives in
+``rkt_devkit.cluster``; this module only forwards to it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from types import TracebackType
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 
-from rkt_operator.testing import processes
-from rkt_operator.testing.pki import Pki, admin_credentials, make_pki, write_kubeconfig
-from rkt_operator.testing.processes import ControlPlaneError, ManagedProcess, PortTaken, log_tail
+from rkt_devkit import processes
+from rkt_devkit.pki import Pki, admin_credentials, make_pki, write_kubeconfig
+from rkt_devkit.processes import ControlPlaneError, ManagedProcess, PortTaken, log_tail
 
 __all__ = ["ControlPlane", "ControlPlaneError", "KubectlError", "log_tail"]
 
@@ -367,6 +367,6 @@ class ControlPlane:
 
 
 if __name__ == "__main__":
-    from rkt_operator.testing.cluster import main
+    from rkt_devkit.cluster import main
 
     raise SystemExit(main())

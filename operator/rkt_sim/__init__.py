@@ -6,7 +6,7 @@ It implements ``version``, ``trust``, ``fetch``, ``image list``/``rm``, ``prepar
 stderr, cobra's ``Error: ...`` for flag errors), exit codes (254, 2, 1, the app's code for
 ``run-prepared``) and on-disk state (``/work/shared/reference/rkt-cli.md`` is the contract).
 It imports nothing else from rkt_operator. Run it as ``rkt-sim`` or
-``python -m rkt_operator.simulator.main``.
+``python -m rkt_sim.main``.
 
 What is real
     Images are real ACI archives (tar, optionally gzip/bzip2/xz) validated like appc
@@ -52,7 +52,7 @@ Fault injection: ``<dir>/.sim-faults.json`` (off unless the file exists)
     "status": [{"action": "hang", "seconds": 30}], "list": [{"action": "garbage"}],
     "*": [{"action": "slow", "seconds": 0.5, "times": 3}]}``. Keys are command paths
     (``image list``) or ``*``; each invocation consumes the first applicable entry of its
-    command and of ``*`` under a lock. See :mod:`rkt_operator.simulator.faults` for the
+    command and of ``*`` under a lock. See :mod:`rkt_sim.faults` for the
     actions (``fail``, ``hang``, ``garbage``, ``slow``, ``crash``) and options
     (``times``, ``if_arg``, ``stdout``, ``stderr``, ``code``, ``seconds``).
 

@@ -6,12 +6,12 @@ import contextlib
 import json
 import time
 
-from rkt_operator.simulator import gofmt, pods, tables
-from rkt_operator.simulator.appc import display_name
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.errors import FlagError, SimError
-from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed, bool_flag, str_flag
-from rkt_operator.simulator.status import ConversionError, pod_json, status_text
+from rkt_sim import gofmt, pods, tables
+from rkt_sim.appc import display_name
+from rkt_sim.context import Context
+from rkt_sim.errors import FlagError, SimError
+from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed, bool_flag, str_flag
+from rkt_sim.status import ConversionError, pod_json, status_text
 
 STATUS_USAGE = (
     "Usage:\n  rkt status [--wait=bool|timeout] [--wait-ready=bool|timeout] "
@@ -225,7 +225,7 @@ def run_cat_manifest(ctx: Context, parsed: Parsed) -> int:
     manifest = pod.manifest()
     if manifest is None:
         raise SimError("")  # rkt exits 254 without a message here
-    from rkt_operator.simulator.manifest import canonical_pod  # only cat-manifest needs it
+    from rkt_sim.manifest import canonical_pod  # only cat-manifest needs it
 
     obj = canonical_pod(manifest)
     ctx.out(gofmt.dumps_indent(obj) if pretty else gofmt.dumps(obj))

@@ -1,6 +1,6 @@
 """Command line for a long-lived local control plane: ``up``, ``down`` (and internal ``serve``).
 
-``make cluster-up`` runs ``python -m rkt_operator.testing.controlplane up --assets A --dir D``.
+``make cluster-up`` runs ``python -m rkt_devkit.controlplane up --assets A --dir D``.
 ``up`` re-executes this program as a detached ``serve`` process (its own session, so it
 outlives ``make`` and the terminal), which holds a :class:`ControlPlane` until SIGTERM/SIGINT/
 SIGHUP or ``down``. ``serve`` writes ``D/pid`` first and ``D/kubeconfig`` once the control
@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from rkt_operator.testing.controlplane import ControlPlane, log_tail
+from rkt_devkit.controlplane import ControlPlane, log_tail
 
 log = logging.getLogger(__name__)
 
-_MODULE = "rkt_operator.testing.controlplane"
+_MODULE = "rkt_devkit.controlplane"
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rkt_operator.simulator import podspec
-from rkt_operator.simulator.appc import AppcError, check_identifier, check_name
-from rkt_operator.simulator.errors import FlagError, SimError
-from rkt_operator.simulator.flags import GLOBAL_FLAGS, Flag, FlagEvent, FlagSet, bool_flag, str_flag
+from rkt_sim import podspec
+from rkt_sim.appc import AppcError, check_identifier, check_name
+from rkt_sim.errors import FlagError, SimError
+from rkt_sim.flags import GLOBAL_FLAGS, Flag, FlagEvent, FlagSet, bool_flag, str_flag
 
 POD_FLAGS = (
     str_flag("volume", "volumes to make available in the pod"),

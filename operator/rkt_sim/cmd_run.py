@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rkt_operator.simulator import appenv, network, pods, runner
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.errors import SimError
-from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed, bool_flag, str_flag
+from rkt_sim import appenv, network, pods, runner
+from rkt_sim.context import Context
+from rkt_sim.errors import SimError
+from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed, bool_flag, str_flag
 
 USAGE = "Usage:\n  rkt run-prepared UUID [flags]\n"
 FLAGSET = FlagSet(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rkt_operator.simulator.errors import SimError
+from rkt_sim.errors import SimError
 
 KINDS = ("embryo", "prepare", "prepared", "run", "exited-garbage", "garbage")
 RESOLVABLE = ("prepare", "prepared", "run", "exited-garbage")
@@ -234,7 +234,7 @@ def _unmount_below(path: Path) -> None:
     below = sorted((t for t in targets if t.startswith(prefix)), key=len, reverse=True)
     if not below:
         return
-    from rkt_operator.simulator import isolation
+    from rkt_sim import isolation
 
     for target in below:
         isolation.umount(target)

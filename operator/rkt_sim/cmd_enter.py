@@ -13,10 +13,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from rkt_operator.simulator import appenv, isolation, pods
-from rkt_operator.simulator.context import Context
-from rkt_operator.simulator.errors import SimError
-from rkt_operator.simulator.flags import GLOBAL_FLAGS, FlagSet, Parsed, str_flag
+from rkt_sim import appenv, isolation, pods
+from rkt_sim.context import Context
+from rkt_sim.errors import SimError
+from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed, str_flag
 
 USAGE = "Usage:\n  rkt enter [--app=APPNAME] UUID [CMD [ARGS ...]]\n"
 FLAGSET = FlagSet(
