@@ -8,6 +8,7 @@
   node-local commands on a task's running pod (``rkt_operator.nodecmds``), with the same
   settings flags as ``run``; ``exec`` exits with the command's exit code;
 - ``logs NAMESPACE/NAME``: a task's pod output on this node (``executor.logcmd``);
+- ``convert FILE...``: Nomad job files -> RktTask manifests (``rkt_operator.convert``);
 - ``version``.
 
 Output meant for people or scripts goes to ``sys.stdout`` explicitly; diagnostics go to
@@ -33,6 +34,7 @@ from rkt_operator import (
     orphans,
     settings,
 )
+from rkt_operator.convert import command as convert_command
 from rkt_operator.executor import logcmd
 from rkt_operator.executor.service import Executor
 from rkt_operator.model import refs
@@ -78,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--stderr", action="store_true", help="the pod's stderr, not its stdout")
     logs.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
     logs.add_argument("--follow", "-f", action="store_true", help="go on until the pod exits")
+    convert_command.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -183,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         _write(f"rkt-operator {__version__}")
         return 0
+    if args.command == "convert":
+        return convert_command.run(args, sys.stdin, sys.stdout, sys.stderr)
     if args.command == "release-orphans":
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
         return _release_orphans(dry_run=args.dry_run, kubeconfig=args.kubeconfig)
