@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 RELEASE = "rkt-operator"
 NAMESPACE = "rkt-operator"
 CRD_FILE = "rkttasks.rktoperator.io.yaml"
@@ -29,7 +29,8 @@ CRD_FILE = "rkttasks.rktoperator.io.yaml"
 # kubectl applies a folder in file-name order: the Namespace before what lives in it, the
 # CRD before anything that might use it, RBAC before the workload that needs it.
 ORDER = ("Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-         "ClusterRoleBinding", "DaemonSet")  # fmt: skip
+         "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+         "DaemonSet")  # fmt: skip
 
 HEADER = (
     "# Generated from helm/rkt-operator by `make manifests` (release {release}, namespace "

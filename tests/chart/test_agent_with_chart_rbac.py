@@ -4,9 +4,10 @@ The chart is installed with helm; the DaemonSet it created is read back from the
 and the agent is started exactly as that DaemonSet describes it: its command and args, its
 env with the downward-API values filled in the way the kubelet would (``NODE_NAME`` from
 ``spec.nodeName``, ``POD_NAME``, ``POD_NAMESPACE``), and the identity of the chart's
-ServiceAccount (a TokenRequest token, as the kubelet would mount it). A task is then run to
-``Ready`` and deleted through that agent, so every API call of a task's life goes through
-the ClusterRole; any 403 shows up as a failure here.
+ServiceAccount (a TokenRequest token bound to a Pod on the node, as the kubelet would mount
+it, so that the chart's node-confinement policy lets it write the node's tasks). A task is
+then run to ``Ready`` and deleted through that agent, so every API call of a task's life
+goes through the ClusterRole and the policy; any 403 shows up as a failure here.
 """
 
 from __future__ import annotations
@@ -101,6 +102,31 @@ def agent_environment(
     return env
 
 
+def pod_bound_token(
+    control_plane: ControlPlane, installed: Installed, node: str, pod_name: str
+) -> str:
+    """The token the kubelet would mount: bound to the agent's Pod on ``node`` (so it carries
+    the node name the chart's node-confinement policy checks). The Pod object is created
+    with the ServiceAccount and node the DaemonSet would give it; no kubelet runs it."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": installed.namespace},
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": installed.service_account,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "agent", "image": installed.container["image"]}],
+        },
+    }
+    control_plane.apply(json.dumps(pod))
+    done = control_plane.kubectl(
+        "create", "token", installed.service_account, f"--namespace={installed.namespace}",
+        "--bound-object-kind=Pod", f"--bound-object-name={pod_name}", "--duration=3600s",
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
 @pytest.fixture
 def agent(
     installed: Installed, control_plane: ControlPlane, tmp_path: Path
@@ -110,9 +136,10 @@ def agent(
     node.prepare()
     control_plane.apply(json.dumps({"apiVersion": "v1", "kind": "Node",
                                     "metadata": {"name": node.name}}))  # fmt: skip
-    token = control_plane.create_token(installed.namespace, installed.service_account)
+    pod_name = f"{installed.release}-pod"
+    token = pod_bound_token(control_plane, installed, node.name, pod_name)
     kubeconfig = control_plane.kubeconfig_for_token(token, tmp_path / "sa.kubeconfig")
-    env = agent_environment(installed, node, kubeconfig, f"{installed.release}-pod")
+    env = agent_environment(installed, node, kubeconfig, pod_name)
     argv = [*installed.container["command"], *installed.container.get("args", [])]
     executable = shutil.which(argv[0], path=env["PATH"])
     assert executable is not None, f"{argv[0]} is not on the image's PATH"

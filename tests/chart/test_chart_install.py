@@ -32,6 +32,8 @@ def test_template_passes_server_side_validation(
         "serviceaccount",
         "clusterrole.rbac.authorization.k8s.io",
         "clusterrolebinding.rbac.authorization.k8s.io",
+        "validatingadmissionpolicy.admissionregistration.k8s.io",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io",
         "daemonset.apps",
     }
     assert all(line.endswith("(server dry run)") for line in done.stdout.splitlines())
@@ -58,6 +60,8 @@ def test_helm_install_creates_every_object(
         control_plane.kubectl("get", kind, fullname, "--namespace", namespace)
     for kind in ("clusterrole", "clusterrolebinding"):
         control_plane.kubectl("get", kind, fullname)
+    for kind in ("validatingadmissionpolicy", "validatingadmissionpolicybinding"):
+        control_plane.kubectl("get", kind, f"{fullname}-node-confinement")
     listed = helm(
         "list", "--namespace", namespace, "--kubeconfig", str(control_plane.kubeconfig), "-q"
     )

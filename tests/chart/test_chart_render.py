@@ -187,7 +187,7 @@ def test_binding_ties_the_role_to_the_service_account(render: Render) -> None:
 def test_rbac_and_service_account_can_be_brought_by_the_user(render: Render) -> None:
     objects = render("--set=rbac.create=false", "--set=serviceAccount.create=false")
     kinds = {o["kind"] for o in objects}
-    assert kinds == {"DaemonSet"}
+    assert kinds == {"DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     assert _pod(objects)["serviceAccountName"] == "default"
 
 
@@ -205,3 +205,44 @@ def test_chart_crd_is_identical_to_the_repository_crd() -> None:
     assert repo_crd.is_file(), "crds/ has no RktTask CRD"
     assert chart_crd.read_bytes() == repo_crd.read_bytes()
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == [name]
+
+
+def test_secret_reads_are_per_namespace_for_a_namespace_list(render: Render) -> None:
+    """With a plain namespace list the agent reads Secrets and ConfigMaps only there."""
+    objects = render('--set-json=agent.namespaces=["team-a","team-b"]')
+    cluster_wide = {r for rule in _rules(objects) for r in rule["resources"]}
+    assert cluster_wide.isdisjoint({"secrets", "configmaps"})
+    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
+    bindings = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "RoleBinding"}
+    assert set(roles) == set(bindings) == {"team-a", "team-b"}
+    account = find(objects, "ServiceAccount")["metadata"]["name"]
+    for ns, role in roles.items():
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get"]}
+        ]
+        binding = bindings[ns]
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": "rkt-system"}
+        ]
+    # All namespaces, or a glob (the namespaces are not known in advance): cluster-wide.
+    for args in ((), ('--set-json=agent.namespaces=["team-*"]',)):
+        objects = render(*args)
+        assert "Role" not in {o["kind"] for o in objects}
+        assert {"secrets", "configmaps"} <= {
+            r for rule in _rules(objects) for r in rule["resources"]
+        }
+
+
+def test_node_confinement_policy_binds_the_agent_identity(render: Render) -> None:
+    objects = render()
+    policy = find(objects, "ValidatingAdmissionPolicy")
+    binding = find(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    account = find(objects, "ServiceAccount")["metadata"]["name"]
+    (condition,) = policy["spec"]["matchConditions"]
+    assert f"system:serviceaccount:rkt-system:{account}" in condition["expression"]
+    kinds = {o["kind"] for o in render("--set=nodeConfinement.enabled=false")}
+    assert kinds.isdisjoint({"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"})

@@ -45,6 +45,8 @@ def test_manifests_hold_the_whole_installation() -> None:
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
         "DaemonSet",
     ]
 
@@ -60,6 +62,8 @@ def test_kubectl_apply_installs_the_manifests(control_plane: ControlPlane) -> No
         "serviceaccount/rkt-operator",
         "clusterrole.rbac.authorization.k8s.io/rkt-operator",
         "clusterrolebinding.rbac.authorization.k8s.io/rkt-operator",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/rkt-operator-node-confinement",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/rkt-operator-node-confinement",
         "daemonset.apps/rkt-operator",
     }
     control_plane.kubectl("get", "daemonset", "rkt-operator", "--namespace", "rkt-operator")

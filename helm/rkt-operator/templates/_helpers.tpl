@@ -62,6 +62,12 @@ rkt_operator.kopfapp): kopf then watches Namespaces and CRDs. */}}
 {{- end }}
 {{- end }}
 
+{{/* Non-empty when agent.namespaces is a non-empty list of plain names (no glob, no
+negation): Secret and ConfigMap reads are then granted per namespace by Roles. */}}
+{{- define "rkt-operator.namespaceRoles" -}}
+{{- if and .Values.agent.namespaces (not (include "rkt-operator.namespaceGlobs" .)) }}true{{ end }}
+{{- end }}
+
 {{/* The port of an http://host:port/path endpoint (80 when it names none). */}}
 {{- define "rkt-operator.endpointPort" -}}
 {{- $url := urlParse . }}
