@@ -19,8 +19,8 @@ from simrkt import identity, make_plan, rkt_sim_path
 from rkt_devkit.aci import build_aci
 from rkt_operator.executor import files, logrotate
 from rkt_operator.executor.logrotate import LogLimits
-from rkt_operator.executor.service import Executor, PodObservation
-from rkt_operator.rkt.types import LaunchPlan
+from rkt_operator.executor.service import Executor
+from rkt_operator.rkt.types import LaunchPlan, PodObservation
 from rkt_operator.settings import Settings
 
 MIB = 1024 * 1024
