@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["fixtures_k8s"]  # control_plane, kubectl, kubeconfig, namespace fixtures
+# fixtures_k8s: control_plane, kubectl, kubeconfig, namespace; fixtures_sim: settings, rkt,
+# executor and images for the tiers that drive the real RktCli and Executor against rkt-sim.
+pytest_plugins = ["fixtures_k8s", "fixtures_sim"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -14,11 +14,12 @@ from typing import Any
 
 import kopf
 
-from rkt_operator import errors, taskstate
+from rkt_operator import errors
 from rkt_operator.metrics.collector import AgentMetrics
-from rkt_operator.reconciler import Reconciler
+from rkt_operator.reconcile import taskstate
+from rkt_operator.reconcile.reconciler import Reconciler
+from rkt_operator.reconcile.statuswriter import Outcome
 from rkt_operator.settings import Settings
-from rkt_operator.statuswriter import Outcome
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 

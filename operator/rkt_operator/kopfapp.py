@@ -38,7 +38,7 @@ from rkt_operator import fingerprint, handlers, kubeapi
 from rkt_operator.executor.service import Executor
 from rkt_operator.metrics.collector import AgentMetrics, Exporter, PodSampler
 from rkt_operator.metrics.server import MetricsServer
-from rkt_operator.reconciler import Reconciler
+from rkt_operator.reconcile.reconciler import Reconciler
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rkt_operator import errors
-from rkt_operator.executor.service import Executor, PodObservation
+from rkt_operator.executor.service import Executor
+from rkt_operator.rkt.types import PodObservation
 
 # `exec` keeps the last MiB of the command's merged stdout and stderr (the reconciler's own
 # Exec, Nomad-style, keeps 4 KiB).

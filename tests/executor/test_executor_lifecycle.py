@@ -7,13 +7,14 @@ import signal
 from pathlib import Path
 
 import pytest
-from simrkt import identity, make_plan, make_settings
 
 from rkt_operator import errors
 from rkt_operator.executor import files
-from rkt_operator.executor.service import Executor, PodObservation
+from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
+from rkt_operator.rkt.types import PodObservation
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan, make_settings
 
 
 async def started(

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from simrkt import identity, make_plan, rkt_sim_path
 
 from rkt_devkit.aci import build_aci
 from rkt_operator.executor import files, logrotate
 from rkt_operator.executor.logrotate import LogLimits
-from rkt_operator.executor.service import Executor, PodObservation
-from rkt_operator.rkt.types import LaunchPlan
+from rkt_operator.executor.service import Executor
+from rkt_operator.rkt.types import LaunchPlan, PodObservation
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan, rkt_sim_path
 
 MIB = 1024 * 1024
 WAIT_SECONDS = 180.0

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from rkt_operator import taskstate
 from rkt_operator.model.crd import openapi_schema
 from rkt_operator.model.logs import LogConfig
 from rkt_operator.model.spec import RktTaskSpec
+from rkt_operator.reconcile import taskstate
 from rkt_operator.rkt.argv import build_launch_plan
 from rkt_operator.rkt.types import TaskDirs, TaskIdentity
 from rkt_operator.settings import Settings

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rkt_operator import __version__
-from rkt_operator.executor.service import PodObservation, PodStats
+from rkt_operator.executor.service import PodStats
 from rkt_operator.fingerprint import Fingerprint
 from rkt_operator.metrics.collector import (
     AgentMetrics,
@@ -29,7 +29,7 @@ from rkt_operator.metrics.exposition import (
     render,
 )
 from rkt_operator.rkt.pods import POD_STATES
-from rkt_operator.rkt.types import TaskIdentity
+from rkt_operator.rkt.types import PodObservation, TaskIdentity
 
 
 def parsed(text: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Table tests of the pure pod decision (rkt_operator.executor.plan)."""
+"""Table tests of the pure pod decision (rkt_operator.reconcile.plan)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rkt_operator.executor import plan
-from rkt_operator.executor.plan import (
+from rkt_operator.reconcile import plan
+from rkt_operator.reconcile.plan import (
     Backoff,
     PodView,
     Reason,

@@ -1,4 +1,4 @@
-"""The pure probe bookkeeping (rkt_operator.executor.probeplan) and what the decision and the
+"""The pure probe bookkeeping (rkt_operator.reconcile.probeplan) and what the decision and the
 status make of probe verdicts (plan.decide with a pod stopped for liveness, taskstate.describe
 with readiness and liveness verdicts)."""
 
@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from rkt_operator import taskstate
-from rkt_operator.executor import plan, probeplan
-from rkt_operator.executor.plan import Backoff, PodView, Reason, Recorded, RestartPolicy, State
-from rkt_operator.executor.probeplan import Kind, Result, Verdict
-from rkt_operator.executor.service import PodObservation
-from rkt_operator.model import conditions as c
 from rkt_operator.model.probes import Probe
 from rkt_operator.model.spec import RktTaskSpec
+from rkt_operator.reconcile import plan, probeplan, taskstate
+from rkt_operator.reconcile import status as c
+from rkt_operator.reconcile.plan import Backoff, PodView, Reason, Recorded, RestartPolicy, State
+from rkt_operator.reconcile.probeplan import Kind, Result, Verdict
+from rkt_operator.rkt.types import PodObservation
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 OK = Result(True, "exit code 0")

@@ -1,4 +1,4 @@
-"""Unit tests of the glue between objects, decisions and status (rkt_operator.taskstate),
+"""Unit tests of the glue between objects, decisions and status (rkt_operator.reconcile.taskstate),
 field references (rkt_operator.envrefs) and orphan selection (rkt_operator.orphans)."""
 
 from __future__ import annotations
@@ -9,15 +9,14 @@ from typing import Any
 
 import pytest
 
-from rkt_operator import envrefs, orphans, taskstate
+from rkt_operator import envrefs, orphans
 from rkt_operator.errors import DependencyError, SpecError
-from rkt_operator.executor import plan
-from rkt_operator.executor.service import PodObservation
 from rkt_operator.kubeapi import FINALIZER
-from rkt_operator.model import conditions as c
 from rkt_operator.model.env import EnvVar
 from rkt_operator.model.spec import RktTaskSpec
-from rkt_operator.rkt.types import TaskIdentity
+from rkt_operator.reconcile import plan, taskstate
+from rkt_operator.reconcile import status as c
+from rkt_operator.rkt.types import PodObservation, TaskIdentity
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BODY: dict[str, Any] = {

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from rkt_operator.rkt.types import (
     ANN_NAMESPACE,
     ANN_UID,
     LaunchPlan,
+    PodObservation,
     TaskDirs,
     TaskIdentity,
 )
@@ -47,21 +48,6 @@ log = logging.getLogger(__name__)
 
 PodStats = stats.PodStats
 FORCE_WAIT_SECONDS = 10.0  # after `rkt stop --force`, how long the pod may take to go
-
-
-@dataclass(frozen=True)
-class PodObservation:
-    uuid: str
-    identity: TaskIdentity | None
-    state: str
-    running: bool
-    finished: bool
-    exit_code: int | None
-    ip: str | None
-    created_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    port_map: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

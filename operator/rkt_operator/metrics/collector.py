@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rkt_operator import __version__, errors
-from rkt_operator.executor.service import Executor, PodObservation, PodStats
+from rkt_operator.executor.service import Executor, PodStats
 from rkt_operator.fingerprint import ATTR_APPC_VERSION, ATTR_RKT_VERSION, Fingerprint
 from rkt_operator.metrics.exposition import Counter, Family, Histogram, render
 from rkt_operator.rkt.pods import POD_STATES
+from rkt_operator.rkt.types import PodObservation
 
 log = logging.getLogger(__name__)
 

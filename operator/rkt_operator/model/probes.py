@@ -2,7 +2,7 @@
 Kubernetes Probe with its ``exec`` handler only, run inside the pod through ``rkt enter``
 (what Nomad's rkt driver offered Consul script checks).
 
-Semantics, as the kubelet's (the agent applies them; see ``rkt_operator.prober``):
+Semantics, as the kubelet's (the agent applies them; see ``rkt_operator.reconcile.prober``):
 
 - Each probe runs ``exec.command`` in the pod's app every ``periodSeconds``, the first time
   ``initialDelaySeconds`` after the pod started; exit code 0 is a success, anything else a

@@ -4,7 +4,9 @@ executor. Plain frozen dataclasses: no I/O, no clock, no environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 # User annotations stamped on every pod (``--user-annotation``), so that after an agent
@@ -94,3 +96,21 @@ class LaunchPlan:
     # Rotation of the pod's output files (spec.logs; Nomad's defaults 10 x 10 MiB).
     log_max_files: int = 10
     log_max_file_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    """One pod as the executor reports it: what ``rkt list``/``rkt status`` (and the
+    supervisor's exit file) say, with the task identity read from its annotations."""
+
+    uuid: str
+    identity: TaskIdentity | None
+    state: str
+    running: bool
+    finished: bool
+    exit_code: int | None
+    ip: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    port_map: Mapping[str, int] = field(default_factory=dict)

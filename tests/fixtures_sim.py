@@ -1,5 +1,7 @@
-"""Fixtures for the executor tier: the real ``RktCli`` and ``Executor`` driving ``rkt-sim``
-(as root) in a per-test data directory, and test ACIs built with ``build_aci``.
+"""Fixtures for the tiers on rkt-sim (tests/executor, tests/rktcli, tests/reconcile,
+tests/observability): the real ``RktCli`` and ``Executor`` driving ``rkt-sim`` (as root) in a
+per-test data directory, and test ACIs built with ``build_aci``. A plugin of the root
+conftest; a directory's own conftest may override any of these fixtures.
 
 Every test leaves no process behind: pods still running at the end are force-stopped.
 """
@@ -10,12 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from simrkt import TRAP_TERM, TRAP_USR1, force_stop_all, kill_leftovers, make_settings
 
 from rkt_devkit.aci import build_aci
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
+from simrkt import TRAP_TERM, TRAP_USR1, force_stop_all, kill_leftovers, make_settings
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from simrkt import identity, make_plan
 
 from rkt_operator import errors
-from rkt_operator.executor.probeplan import Verdict
-from rkt_operator.executor.service import Executor, PodObservation
+from rkt_operator.executor.service import Executor
 from rkt_operator.model.spec import RktTaskSpec
-from rkt_operator.prober import Prober
+from rkt_operator.reconcile.probeplan import Verdict
+from rkt_operator.reconcile.prober import Prober
+from rkt_operator.rkt.types import PodObservation
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan
 
 UID = identity().uid
 

@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from simrkt import identity, make_plan, make_settings
 
 from rkt_operator import kopfapp
 from rkt_operator.executor.service import Executor
@@ -20,6 +19,7 @@ from rkt_operator.metrics.exposition import CONTENT_TYPE
 from rkt_operator.metrics.server import MetricsServer
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan, make_settings
 
 
 async def test_sample_has_the_running_pods_cpu_and_rss(

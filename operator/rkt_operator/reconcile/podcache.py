@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from rkt_operator.executor.service import Executor, PodObservation
+from rkt_operator.executor.service import Executor
+from rkt_operator.rkt.types import PodObservation
 
 
 class PodCache:

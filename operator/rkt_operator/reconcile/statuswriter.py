@@ -1,6 +1,6 @@
 """Writing an RktTask's status: only when it changed, and remembering what was written.
 
-``StatusWriter.write`` builds the whole status for a summary (``model.conditions``), checks it
+``StatusWriter.write`` builds the whole status for a summary (``reconcile.status``), checks it
 against the API model, sends the merge patch of what differs (nothing at all when nothing
 differs) and queues an event when the phase, reason or message changed. The status returned
 by the API server is kept per task with its resourceVersion: ``freshest`` prefers it over
@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from rkt_operator import envrefs, errors
-from rkt_operator.model import conditions as c
-from rkt_operator.taskstate import Task
+from rkt_operator.reconcile import status as c
+from rkt_operator.reconcile.taskstate import Task
 
 
 class StatusApi(envrefs.ValueSource, Protocol):

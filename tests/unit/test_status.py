@@ -1,4 +1,4 @@
-"""Table tests of the status builders (rkt_operator.model.conditions), including how kstatus
+"""Table tests of the status builders (rkt_operator.reconcile.status), including how kstatus
 would read each situation."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rkt_operator.model import conditions as c
+from rkt_operator.reconcile import status as c
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rkt_operator import errors
-from rkt_operator.executor import probeplan
-from rkt_operator.executor.probeplan import Kind, Result, Track, Verdict
 from rkt_operator.executor.service import Executor
 from rkt_operator.model.probes import Probe
 from rkt_operator.model.spec import RktTaskSpec
+from rkt_operator.reconcile import probeplan
+from rkt_operator.reconcile.probeplan import Kind, Result, Track, Verdict
 
 log = logging.getLogger(__name__)
 

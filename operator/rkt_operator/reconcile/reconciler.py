@@ -1,7 +1,7 @@
 """The level-based reconcile of one task, and its finalization (controller-runtime style).
 
 ``Reconciler.reconcile(body)`` reads the object and what rkt reports, asks the pure decision
-(``executor.plan``) what to do, applies it through the executor, and writes the status only
+(``reconcile.plan``) what to do, applies it through the executor, and writes the status only
 when it changed. It is idempotent: create, resume, update and the periodic timer all call
 it, one call at a time per task (a per-task lock). Errors are not raised: they come back in
 ``Outcome.error`` after the status tells the story, and ``rkt_operator.handlers`` maps them
@@ -10,7 +10,7 @@ to kopf's retry semantics. This module does not import kopf; events to post are 
 Numbered steps in ``_reconcile`` follow the issue's lifecycle: first write of the
 generation, observe, decide, remove, start (resolve env, prepare, launch, discover), probe
 verdicts (a failed liveness probe stops the pod), report. ``probe`` runs the probes that are
-due (``rkt_operator.prober``) and reconciles again when a verdict changed.
+due (``rkt_operator.reconcile.prober``) and reconciles again when a verdict changed.
 """
 
 from __future__ import annotations
@@ -22,20 +22,21 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from rkt_operator import envrefs, errors, taskstate
-from rkt_operator.executor import logrotate, plan
-from rkt_operator.executor.probeplan import Verdict
-from rkt_operator.executor.service import Executor, PodObservation
-from rkt_operator.model import conditions as c
+from rkt_operator import envrefs, errors
+from rkt_operator.executor import logrotate
+from rkt_operator.executor.service import Executor
 from rkt_operator.model.logs import LogConfig
 from rkt_operator.model.spec import RktTaskSpec
-from rkt_operator.podcache import PodCache
-from rkt_operator.prober import Prober
+from rkt_operator.reconcile import plan, taskstate
+from rkt_operator.reconcile import status as c
+from rkt_operator.reconcile.podcache import PodCache
+from rkt_operator.reconcile.probeplan import Verdict
+from rkt_operator.reconcile.prober import Prober
+from rkt_operator.reconcile.statuswriter import Event, Outcome, StatusApi, StatusWriter
+from rkt_operator.reconcile.taskstate import Task
 from rkt_operator.rkt import argv
-from rkt_operator.rkt.types import TaskDirs
+from rkt_operator.rkt.types import PodObservation, TaskDirs
 from rkt_operator.settings import Settings
-from rkt_operator.statuswriter import Event, Outcome, StatusApi, StatusWriter
-from rkt_operator.taskstate import Task
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from simrkt import identity, make_plan, set_faults, sim_processes
 
 from rkt_operator import errors
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan, set_faults, sim_processes
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Reads what the decision needs back from the object (``Task``, ``recorded_from``), turns the
 executor's observations into ``plan.PodView`` values, and turns a ``plan.Decision`` plus the
-observed pod into the ``conditions.Summary`` and ``conditions.PodFacts`` the status is built
+observed pod into the ``status.Summary`` and ``status.PodFacts`` the status is built
 from. No I/O and no clock.
 """
 
@@ -15,12 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from rkt_operator.errors import SpecError
-from rkt_operator.executor import plan
-from rkt_operator.executor.probeplan import Verdict
-from rkt_operator.executor.service import PodObservation
-from rkt_operator.model import conditions as c
 from rkt_operator.model.spec import RktTaskSpec, validation_problems
-from rkt_operator.rkt.types import TaskIdentity
+from rkt_operator.reconcile import plan
+from rkt_operator.reconcile import status as c
+from rkt_operator.reconcile.probeplan import Verdict
+from rkt_operator.rkt.types import PodObservation, TaskIdentity
 
 # Spec fields a running pod picks up without a restart (killTimeoutSeconds is only read
 # when the agent stops the pod; the probes are run by the agent from outside; logs goes to
