@@ -84,11 +84,11 @@ demo: system-deps $(STAMP) ## Local demo: control plane + 2 simulated nodes + ex
 .PHONY: cluster-up
 cluster-up: system-deps $(STAMP) ## Start a control plane and leave it running; prints the kubeconfig path
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  $(PY) -m rkt_devkit.controlplane up --assets "$$KUBEBUILDER_ASSETS" --dir $(CLUSTER_DIR)
+	  $(PY) -m rkt_devkit.cluster up --assets "$$KUBEBUILDER_ASSETS" --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-down
 cluster-down: $(STAMP) ## Stop the control plane started by cluster-up
-	$(PY) -m rkt_devkit.controlplane down --dir $(CLUSTER_DIR)
+	$(PY) -m rkt_devkit.cluster down --dir $(CLUSTER_DIR)
 
 .PHONY: bench
 bench: system-deps $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running latency, writes, RSS vs a floor

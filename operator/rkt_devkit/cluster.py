@@ -1,6 +1,6 @@
 """Command line for a long-lived local control plane: ``up``, ``down`` (and internal ``serve``).
 
-``make cluster-up`` runs ``python -m rkt_devkit.controlplane up --assets A --dir D``.
+``make cluster-up`` runs ``python -m rkt_devkit.cluster up --assets A --dir D``.
 ``up`` re-executes this program as a detached ``serve`` process (its own session, so it
 outlives ``make`` and the terminal), which holds a :class:`ControlPlane` until SIGTERM/SIGINT/
 SIGHUP or ``down``. ``serve`` writes ``D/pid`` first and ``D/kubeconfig`` once the control
@@ -25,7 +25,7 @@ from rkt_devkit.controlplane import ControlPlane, log_tail
 
 log = logging.getLogger(__name__)
 
-_MODULE = "rkt_devkit.controlplane"
+_MODULE = "rkt_devkit.cluster"
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 

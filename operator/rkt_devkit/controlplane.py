@@ -7,8 +7,8 @@ registered with ``atexit``). The binaries come from an explicit assets folder ho
 ``kube-apiserver`` and ``kubectl`` (the envtest ``KUBEBUILDER_ASSETS`` layout; ``make testenv``
 builds it). There are no controllers: namespaces never finish deleting, nothing schedules pods.
 
-The command line (``python -m rkt_devkit.controlplane up|down``) lives in
-``rkt_devkit.cluster``; this module only forwards to it.
+The command line (``python -m rkt_devkit.cluster up|down``) is ``rkt_devkit.cluster``, which
+imports this module (never the other way round).
 """
 
 from __future__ import annotations
@@ -364,9 +364,3 @@ class ControlPlane:
             config_file=str(self.kubeconfig)
         )
         return api
-
-
-if __name__ == "__main__":
-    from rkt_devkit.cluster import main
-
-    raise SystemExit(main())

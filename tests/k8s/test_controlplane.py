@@ -282,7 +282,7 @@ def cluster_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "rkt_devkit.controlplane", *args]
+    argv = [sys.executable, "-m", "rkt_devkit.cluster", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
 
 
