@@ -52,8 +52,9 @@ def test_mapped_ports_without_an_address_stall_once_and_leave_no_pod(
     )  # fmt: skip
     stalled = condition(obj, "Stalled")
     assert stalled["reason"] == "NetworkUnknown"
-    assert "Trying to map ports but driver could not determine network information" in (
-        stalled["message"]
+    assert (
+        "Trying to map ports but driver could not determine network information"
+        in (stalled["message"])
     )
     assert "no good driver networks out of 1 returned" in stalled["message"]
     first_uuid = obj["status"].get("uuid")
