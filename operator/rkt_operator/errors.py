@@ -127,7 +127,15 @@ class TrustError(RktError):
 
 
 class NetworkDiscoveryError(RktTaskError):
-    """The pod's network could not be determined before the deadline (Nomad E18)."""
+    """The pod's network could not be determined before the deadline."""
 
     reason = "NetworkUnknown"
     retryable = True
+
+
+class NetworkRequiredError(NetworkDiscoveryError):
+    """Discovery failed while the task maps ports (Nomad E18): terminal for the current
+    generation, as the driver's start error was. The pod is stopped and removed before this
+    is raised, so nothing is left behind and no second ``rkt prepare`` follows."""
+
+    retryable = False

@@ -187,8 +187,9 @@ async def test_required_network_missing_fails_and_cleans_up(
         port_names=("http",),
         network_required=True,
     )
-    with pytest.raises(errors.NetworkDiscoveryError) as info:
+    with pytest.raises(errors.NetworkRequiredError) as info:
         await executor.ensure_started(plan)
+    assert info.value.retryable is False  # terminal, as the README's E18 row says
     assert "Trying to map ports but driver could not determine network information" in str(
         info.value
     )

@@ -152,6 +152,21 @@ async def test_prepare_rejection_is_terminal_and_redacted(
     assert "--environment=TOKEN=***" in caplog.text
 
 
+async def test_failure_output_is_redacted_too(cli: RktCli, settings: Settings) -> None:
+    secret = "s3cr3t-in-output"
+    set_faults(
+        settings,
+        {"trust": [{"action": "fail", "stdout": f"fetched {secret}", "stderr": f"bad {secret}"}]},
+    )
+    with pytest.raises(errors.TrustError) as info:
+        await cli.trust(["trust", f"--prefix=example.com/{secret}"], secrets={secret})
+    error = info.value
+    for text in (error.message, error.stdout, error.stderr, " ".join(error.argv)):
+        assert secret not in text
+    assert "command: rkt trust --prefix=example.com/***" in error.message
+    assert "output: fetched ***; error: bad ***" in error.message
+
+
 async def test_trust_failure_is_terminal(cli: RktCli, tmp_path: Path) -> None:
     with pytest.raises(errors.TrustError) as info:
         await cli.trust(
@@ -163,3 +178,8 @@ async def test_trust_failure_is_terminal(cli: RktCli, tmp_path: Path) -> None:
             ]
         )
     assert info.value.retryable is False
+    # Nomad's E7 information: the command, its output and its error.
+    assert info.value.message.startswith("Error running rkt trust: exit status 254; command: rkt")
+    assert "--prefix=example.com/x" in info.value.message
+    assert "; output: " in info.value.message
+    assert "; error: " in info.value.message

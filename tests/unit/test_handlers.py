@@ -25,8 +25,9 @@ SETTINGS = Settings(node_name="node-a", restart_backoff_seconds=2, restart_backo
         errors.SpecError("bad", field="spec.image"),
         errors.PrepareError("no such image"),
         errors.TrustError("bad key"),
+        errors.NetworkRequiredError("ports mapped, no ip"),
     ],
-    ids=["spec", "prepare", "trust"],
+    ids=["spec", "prepare", "trust", "network-required"],
 )
 def test_terminal_errors_are_permanent(error: errors.RktTaskError) -> None:
     with pytest.raises(kopf.PermanentError) as info:

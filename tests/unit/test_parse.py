@@ -352,6 +352,26 @@ def test_classify(
     assert args[0] in str(error)
 
 
+def test_trust_failure_message_carries_command_output_and_error() -> None:
+    argv = [*RKT, "trust", "--skip-fingerprint-review=true", "--prefix=example.com/invalid",
+            "--debug=false"]  # fmt: skip
+    error = parse.classify(argv, 254, "", fixture("stderr-trust.txt"))
+    assert type(error) is errors.TrustError
+    assert error.message == (
+        "Error running rkt trust: exit status 254; command: rkt trust "
+        "--skip-fingerprint-review=true --prefix=example.com/invalid --debug=false; "
+        'output: (none); error: pubkey: prefix: "example.com/invalid" key: '
+        '"https://example.com/invalid/pubkeys.gpg" trust: error adding keys: error fetching '
+        "key: bad HTTP status code: 404"
+    )
+
+
+def test_trust_failure_message_keeps_the_end_of_long_output() -> None:
+    error = parse.classify([*RKT, "trust", "--prefix=p"], 1, "o" * 5000, "e" * 5000 + " last")
+    assert error.message.endswith(" last")
+    assert len(error.message) < 1024  # fits a condition message
+
+
 def test_classify_message_skips_summary_trailer() -> None:
     error = parse.classify([*RKT, "stop", U2], 254, "", fixture("stderr-stop-not-running.txt"))
     assert "is not running" in str(error)

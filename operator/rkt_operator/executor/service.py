@@ -223,7 +223,7 @@ class Executor:
                 return observed
             await self.stop(uuid, kill_timeout=plan.kill_timeout_seconds)
             await self.remove(uuid)
-            raise errors.NetworkDiscoveryError(
+            raise errors.NetworkRequiredError(
                 f"Trying to map ports but driver could not determine network information: {exc}"
             ) from exc
         return self._observation(found.status, port_map=found.port_map)

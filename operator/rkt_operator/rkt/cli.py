@@ -185,7 +185,8 @@ class RktCli:
             time.monotonic() - started,
         )
         if check and rc != 0:
-            raise parse.classify(shown, rc, result.stdout, result.stderr)
+            stdout, stderr = redact((result.stdout, result.stderr), secrets)
+            raise parse.classify(shown, rc, stdout, stderr)
         if out.truncated and not merge_stderr:
             raise errors.RktOutputError(
                 f"rkt {parse.subcommand(argv)} printed more than {MAX_STDOUT_BYTES} bytes",

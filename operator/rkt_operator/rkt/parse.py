@@ -402,4 +402,24 @@ def classify(argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> 
         cls = errors.PrepareError
     elif sub == "trust":
         cls = errors.TrustError
+        message = trust_message(argv, returncode, stdout, stderr)
     return cls(message, **kwargs)
+
+
+def _excerpt(text: str, limit: int) -> str:
+    """The end of untrusted ``text`` on one line (rkt's last words say the most)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else "..." + flat[-limit:]
+
+
+def trust_message(argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> str:
+    """Nomad's E7 (``Error running rkt trust: <exit error>, Output: ..., Error: ...``) with
+    the command too, from the subcommand on (``argv`` is redacted by the caller)."""
+    words = list(argv)
+    command = ["rkt", *words[words.index("trust") :]] if "trust" in words else words
+    return (
+        f"Error running rkt trust: exit status {returncode}"
+        f"; command: {' '.join(command)}"
+        f"; output: {_excerpt(stdout, 2 * _QUOTE_CHARS) or '(none)'}"
+        f"; error: {_excerpt(stderr, 2 * _QUOTE_CHARS) or '(none)'}"
+    )
