@@ -7,13 +7,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from simrkt import identity, make_plan, make_settings, set_faults
 
 from rkt_operator import errors
 from rkt_operator.executor import files, service
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan, make_settings, set_faults
 
 DEFAULT_NET = ipaddress.ip_network("172.16.28.0/24")
 
