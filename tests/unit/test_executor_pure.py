@@ -36,22 +36,6 @@ def test_identity_requires_every_annotation(annotations: dict[str, str]) -> None
     assert service.identity_from(annotations) is None
 
 
-@pytest.mark.parametrize(
-    ("desired", "maximum", "expected"),
-    [
-        (5, 30, 5),
-        (60, 30, 30),
-        (0, 30, 1),
-        (-3, 30, 1),
-        (20, 0, 10),
-        (5, -1, 5),
-        (0, 0, 1),
-    ],
-)
-def test_effective_kill_timeout_like_nomad(desired: float, maximum: float, expected: float) -> None:
-    assert service.effective_kill_timeout(desired, maximum) == expected
-
-
 def test_resolve_launcher(tmp_path: Path) -> None:
     absent = tmp_path / "no-systemd"
     assert launcher.resolve_kind("auto", systemd_marker=absent) == "detached"

@@ -29,7 +29,7 @@ from pathlib import Path
 from rkt_operator import errors
 from rkt_operator.executor import discovery, files, logkeeper, logrotate, startlock, stats
 from rkt_operator.executor.launcher import Launcher
-from rkt_operator.rkt import pods
+from rkt_operator.rkt import argv, pods
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.rkt.pods import PodStatus
 from rkt_operator.rkt.types import (
@@ -69,11 +69,6 @@ def identity_from(annotations: Mapping[str, str]) -> TaskIdentity | None:
         )
     except (KeyError, ValueError):
         return None
-
-
-def effective_kill_timeout(desired: float, maximum: float) -> float:
-    """Nomad's GetKillTimeout: desired <= 0 -> 1 s; max <= 0 -> 10 s; the smaller wins."""
-    return min(desired if desired > 0 else 1.0, maximum if maximum > 0 else 10.0)
 
 
 def _write_secret_env(path: Path, env: Iterable[tuple[str, str]]) -> None:
@@ -327,9 +322,11 @@ class Executor:
     # ------------------------------------------------------------------ stop / remove
 
     async def stop(self, uuid: str, *, kill_timeout: float) -> None:
-        """``rkt stop``, wait up to the (capped) kill timeout, then ``rkt stop --force``.
-        Idempotent: an already-stopped, never-started or unknown pod is fine."""
-        grace = effective_kill_timeout(kill_timeout, self.settings.max_kill_timeout_seconds)
+        """``rkt stop``, wait up to the kill timeout, then ``rkt stop --force``.
+        ``kill_timeout`` is the task's desired grace (spec.killTimeoutSeconds): the node's
+        rule (``argv.kill_timeout``: at least 1 s, at most the node maximum) is applied here
+        and nowhere else. Idempotent: an already-stopped, never-started or unknown pod is fine."""
+        grace = argv.kill_timeout(kill_timeout, self.settings.max_kill_timeout_seconds)
         try:
             await self.rkt.stop(uuid)
         except errors.PodNotFound:

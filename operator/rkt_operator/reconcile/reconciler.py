@@ -108,7 +108,7 @@ class Reconciler:
         directories. Retryable failures come back in ``Outcome.error``."""
         task = Task.from_body(body)
         out = Outcome()
-        grace = argv.kill_timeout(task.raw_kill_timeout(), self.settings.max_kill_timeout_seconds)
+        grace = task.raw_kill_timeout()  # Executor.stop applies the node cap
         async with self._locks.setdefault(task.uid, asyncio.Lock()):
             try:
                 self.pods.invalidate()
@@ -309,7 +309,7 @@ class Reconciler:
         out: Outcome,
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
-        grace = argv.kill_timeout(spec.kill_timeout_seconds, self.settings.max_kill_timeout_seconds)
+        grace = spec.kill_timeout_seconds  # Executor.stop applies the node cap
         try:
             for action in decision.removals:
                 if isinstance(action, plan.StopPod):
@@ -338,7 +338,7 @@ class Reconciler:
         out: Outcome,
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
-        grace = argv.kill_timeout(spec.kill_timeout_seconds, self.settings.max_kill_timeout_seconds)
+        grace = spec.kill_timeout_seconds  # Executor.stop applies the node cap
         message = f"Liveness probe failed: {failure.detail}; stopping pod {uuid}"
         out.events.append(Event("Warning", "Unhealthy", message))
         logger.warning("liveness probe failed, stopping pod uuid=%s: %s", uuid, failure.detail)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rkt_operator.errors import SpecError
-from rkt_operator.model.fields import ENV_NAME, parse_ip
+from rkt_operator.model.fields import ENV_NAME
 from rkt_operator.model.logs import LogConfig
 from rkt_operator.model.network import DNS_SPECIAL
 from rkt_operator.model.quantity import cpu_millicores, memory_megabytes
@@ -217,17 +217,8 @@ def _dns_flags(spec: RktTaskSpec) -> list[str]:
     servers = spec.dns_servers
     if len(servers) == 1 and servers[0] in DNS_SPECIAL:
         return [f"--dns={servers[0]}"]
-    flags = []
-    for index, server in enumerate(servers):
-        try:
-            parse_ip(server)
-        except ValueError:
-            raise SpecError(
-                f'invalid ip address for container dns server "{server}"',  # Nomad's E10
-                field=f"spec.dnsServers[{index}]",
-            ) from None
-        flags.append(f"--dns={server}")
-    return flags
+    # The model already refused anything but IP addresses here (Nomad's E10, see DnsServer).
+    return [f"--dns={server}" for server in servers]
 
 
 def build_launch_plan(
@@ -294,7 +285,6 @@ def build_launch_plan(
             raise SpecError("a value contains a NUL character, which rkt cannot be given")
 
     discover = spec.net not in (["host"], ["none"])
-    mapped = [] if host_network else [p for p in spec.ports if p.host_port is not None]
     return LaunchPlan(
         identity=identity,
         dirs=dirs,
@@ -306,11 +296,7 @@ def build_launch_plan(
         # Like Nomad with a non-empty port_map: without the pod's address the ports are useless.
         network_required=discover and bool(spec.ports),
         port_names=tuple(p.name for p in spec.ports) if discover else (),
-        host_ports=tuple((p.name, p.host_port, p.protocol) for p in mapped if p.host_port),
-        kill_timeout_seconds=kill_timeout(
-            spec.kill_timeout_seconds, settings.max_kill_timeout_seconds
-        ),
-        restart_policy=spec.restart_policy,
+        kill_timeout_seconds=spec.kill_timeout_seconds,
         redact=frozenset(v.value for v in secret if v.value),
         log_max_files=(spec.logs or LogConfig()).max_files,
         log_max_file_bytes=(spec.logs or LogConfig()).max_file_bytes,

@@ -87,10 +87,9 @@ class LaunchPlan:
     network_required: bool = False
     # Image port names whose container port goes into status.portMap.
     port_names: tuple[str, ...] = ()
-    # Host port per image port name, for status.ports.
-    host_ports: tuple[tuple[str, int, str], ...] = ()  # (name, hostPort, protocol)
+    # The task's desired stop grace (spec.killTimeoutSeconds); ``Executor.stop`` caps it
+    # with the node's rule (``argv.kill_timeout``), the one place the rule is applied.
     kill_timeout_seconds: float = 5.0
-    restart_policy: str = "Never"
     # Values that must never be logged (secret env values); the adapter redacts them.
     redact: frozenset[str] = field(default_factory=frozenset)
     # Rotation of the pod's output files (spec.logs; Nomad's defaults 10 x 10 MiB).
