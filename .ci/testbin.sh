@@ -73,7 +73,7 @@ fi
 log "cold build of $KEY into $ROOT (progress below; kube-apiserver is the long step)"
 STAGE=$(mktemp -d "$ROOT/.stage.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
-mkdir -p "$STAGE/src/k8s" "$STAGE/src/etcd"
+mkdir -p "$STAGE/src/etcd"
 t0=$(date +%s)
 step() { log "$1 ($(( $(date +%s) - t0 ))s elapsed)"; }
 
@@ -98,30 +98,10 @@ step "etcd v$ETCD_VERSION: module graph"
   go build -trimpath -ldflags "-s -w" -o "$STAGE/etcd" go.etcd.io/etcd/server/v3 )
 
 # --- kube-apiserver + kubectl from k8s.io/kubernetes through a wrapper module ---
-step "kubernetes v$K8S_VERSION: reading upstream go.mod"
-UPMOD=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-( cd "$STAGE/src/k8s"
-  go mod init local.invalid/k8s-testbin >/dev/null 2>&1
-  # Replaces first: every k8s.io/<staging> v0.0.0 of upstream's require block maps to v0.<minor>.<patch>.
-  n=0
-  for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$UPMOD"); do
-    go mod edit -replace="$m=$m@v0.${K8S_VERSION#1.}"; n=$((n+1))
-  done
-  [ "$n" -gt 20 ] || die "only $n staging modules found in $UPMOD"
-  go mod edit -require="k8s.io/kubernetes@v$K8S_VERSION" \
-    -tool=k8s.io/kubernetes/cmd/kube-apiserver -tool=k8s.io/kubernetes/cmd/kubectl
-  step "kubernetes v$K8S_VERSION: go mod tidy ($n staging replaces)"
-  go mod tidy
-  LDF="-s -w"
-  date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    LDF="$LDF -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$MINOR"
-    LDF="$LDF -X $p.gitTreeState=clean -X $p.buildDate=$date"
-  done
-  step "kubernetes v$K8S_VERSION: go build kube-apiserver kubectl (the long step)"
-  go build -trimpath -pgo=off -tags selinux,notest,grpcnotrace -ldflags "$LDF" \
-    -o "$STAGE/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl )
+# shellcheck source=k8s-wrapper.sh
+. "$here/k8s-wrapper.sh"
+k8s_wrapper_build "$STAGE/src/k8s" "$STAGE" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
 
 step "checking versions"
 check_versions "$STAGE" || die "built binaries do not report the pinned versions"
