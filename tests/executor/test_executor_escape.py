@@ -31,7 +31,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from simrkt import identity, make_plan, make_settings
 from test_executor_crash import DRIVER, request_file
 
 from rkt_operator import errors
@@ -39,6 +38,7 @@ from rkt_operator.executor import files, hostns
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan, make_settings
 
 REPO = Path(__file__).resolve().parents[2]
 # PID 1 of this project's machines may not be inspected; kthreadd is in the host's (initial)
