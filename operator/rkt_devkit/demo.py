@@ -30,7 +30,7 @@ from typing import Any
 from rkt_devkit import cluster, demo_images
 from rkt_devkit.demo_nodes import NodeError, SimNode, stop_agent
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 NODES = ("node-a", "node-b")
 STATE = "demo.json"
 

@@ -109,7 +109,7 @@ def _fingerprint(agent: settings.Settings) -> int:
 
 
 def _release_orphans(*, dry_run: bool, kubeconfig: str | None) -> int:
-    api = kubeapi.KubeApi(kubeapi.connect(kubeconfig))
+    api = kubeapi.KubeApi(kubeapi.connect(kubeconfig, access=settings.in_cluster_access()))
     found = orphans.find_orphans(api.list_tasks(), api.list_node_names())
     failed = 0
     for orphan in found:

@@ -34,13 +34,13 @@ from typing import Any
 
 import kopf
 
-from rkt_operator import fingerprint, handlers, kubeapi
+from rkt_operator import apiaccess, fingerprint, handlers, kubeapi
 from rkt_operator.executor.service import Executor
 from rkt_operator.metrics.collector import AgentMetrics, Exporter, PodSampler
 from rkt_operator.metrics.server import MetricsServer
 from rkt_operator.reconcile.reconciler import Reconciler
 from rkt_operator.rkt.cli import RktCli
-from rkt_operator.settings import Settings
+from rkt_operator.settings import InClusterAccess, Settings, in_cluster_access
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,23 @@ async def start_metrics(endpoint: str, exporter: Exporter) -> MetricsServer | No
     return server
 
 
+def login_in_cluster(access: InClusterAccess, token: apiaccess.TokenFile) -> kopf.ConnectionInfo:
+    """kopf's credentials from the in-cluster access (a token that cannot be read is a
+    temporary error: kopf retries the login)."""
+    try:
+        creds = apiaccess.kopf_credentials(access, token)
+    except apiaccess.TokenUnavailable as exc:
+        raise kopf.TemporaryError(str(exc), delay=5) from None
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        ca_path=creds.ca_path,
+        scheme="Bearer",
+        token=creds.token,
+        default_namespace=creds.default_namespace,
+        expiration=creds.expiration,
+    )
+
+
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     """A registry with the agent's handlers, bound to ``settings`` (node, intervals)."""
     registry = kopf.OperatorRegistry()
@@ -171,18 +188,24 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         has_probe = bool(spec.get("readinessProbe") or spec.get("livenessProbe"))
         return has_probe and on_this_node(spec)
 
+    access = in_cluster_access()
+    token = apiaccess.TokenFile(access.token_file) if access is not None else None
+
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # In a pod: the ServiceAccount token; elsewhere: the kubeconfig (KUBECONFIG).
-        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
-        return info or kopf.login_with_kubeconfig(**kwargs)
+        # In a pod: client-go's in-cluster way (service host/port, no DNS; the token is
+        # re-read every minute and after a 401); elsewhere: the kubeconfig (KUBECONFIG).
+        if access is None or token is None:
+            info: kopf.ConnectionInfo | None = kopf.login_with_kubeconfig(**kwargs)
+            return info
+        return login_in_cluster(access, token)
 
     @kopf.on.startup(registry=registry, id="start-agent")
     async def start_agent(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings, agent_settings)
         metrics = AgentMetrics()
         rkt = RktCli(agent_settings, observer=metrics.observe_rkt)
-        api = kubeapi.KubeApi(await asyncio.to_thread(kubeapi.connect))
+        api = kubeapi.KubeApi(await asyncio.to_thread(kubeapi.connect, access=access))
         executor = Executor(settings=agent_settings, rkt=rkt)
         reconciler = Reconciler(settings=agent_settings, executor=executor, api=api)
         memo.agent = handlers.Agent(

@@ -18,7 +18,9 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+
+from rkt_operator import apiaccess
+from rkt_operator.settings import InClusterAccess
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +33,16 @@ JSON_PATCH = "application/json-patch+json"
 REQUEST_TIMEOUT = 30.0
 
 
-def connect(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client: in-cluster credentials when running in a pod, else the kubeconfig
-    (``kubeconfig`` or the client's usual ``KUBECONFIG`` / ``~/.kube/config`` lookup)."""
+def connect(
+    kubeconfig: str | None = None, *, access: InClusterAccess | None = None
+) -> client.ApiClient:
+    """An API client: with ``access`` (in a pod), client-go's in-cluster way (service host and
+    port variables, the ServiceAccount token re-read on rotation, its CA; see ``apiaccess``);
+    else the kubeconfig (``kubeconfig`` or the client's usual ``KUBECONFIG`` /
+    ``~/.kube/config`` lookup)."""
+    if access is not None and kubeconfig is None:
+        return client.ApiClient(apiaccess.client_configuration(access))
     configuration = client.Configuration()
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return client.ApiClient(configuration)
-        except ConfigException:
-            pass
     config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=kubeconfig, client_configuration=configuration
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -18,6 +19,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "RKT_OPERATOR_"
+
+# Where the kubelet projects a pod's ServiceAccount token, CA bundle and namespace.
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# Another directory with the same three files (for running the agent outside a pod as if in one).
+SERVICE_ACCOUNT_DIR_ENV = ENV_PREFIX + "SERVICE_ACCOUNT_DIR"
 
 # Nomad's default env.blacklist: host variables never passed to the rkt CLI process.
 DEFAULT_ENV_BLACKLIST = (
@@ -65,6 +71,31 @@ class Settings(BaseModel):
         description="How pods are launched so they outlive the agent: a transient systemd unit, "
         "a detached supervisor process, or auto (systemd when the host has it).",
     )
+    host_launch: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Detached launcher: start each pod's supervisor in the host's mount, UTS, "
+        "IPC and network namespaces (those of host_namespaces_pid) and in a host cgroup of its "
+        "own (host_cgroup/<uuid>), out of the agent container's reach (needs hostPID and "
+        "privileges); auto does it when the agent's mount namespace is not the host's (the "
+        "agent runs in a container).",
+    )
+    host_namespaces_pid: int = Field(
+        1,
+        ge=1,
+        description="The host process whose namespaces host_launch enters and compares with: "
+        "PID 1, or 2 (kthreadd, always in the initial namespaces) where PID 1 may not be "
+        "inspected.",
+    )
+    host_cgroup: str = Field(
+        "rkt-operator",
+        description="Cgroup, relative to the root of every hierarchy, under which host-launched "
+        "pods get a cgroup <uuid> each.",
+    )
+    extra_path: tuple[str, ...] = Field(
+        (),
+        description="Host directories put first on the PATH of the rkt processes the agent "
+        "starts (e.g. the directory of the systemd-nspawn wrapper on hosts without systemd).",
+    )
     discovery_timeout_seconds: float = Field(
         60.0, gt=0, description="How long to wait for a started pod's IP (Nomad: 1 minute)."
     )
@@ -108,7 +139,9 @@ class Settings(BaseModel):
         True, description="Publish the rkt fingerprint as rktoperator.io/ labels on the Node."
     )
 
-    @field_validator("namespaces", "volumes_allowed_host_paths", "env_blacklist", mode="before")
+    @field_validator(
+        "namespaces", "volumes_allowed_host_paths", "env_blacklist", "extra_path", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -123,6 +156,22 @@ class Settings(BaseModel):
                 raise ValueError(f"host path prefix must be absolute: {prefix!r}")
         return value
 
+    @field_validator("extra_path")
+    @classmethod
+    def _absolute_dirs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for directory in value:
+            if not directory.startswith("/") or ":" in directory:
+                raise ValueError(f"PATH directory must be absolute, without ':': {directory!r}")
+        return value
+
+    @field_validator("host_cgroup")
+    @classmethod
+    def _relative_cgroup(cls, value: str) -> str:
+        parts = value.split("/")
+        if not value or value.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"expected a relative cgroup path such as rkt-operator: {value!r}")
+        return value
+
     @field_validator("metrics_endpoint")
     @classmethod
     def _http_endpoint(cls, value: str) -> str:
@@ -132,8 +181,12 @@ class Settings(BaseModel):
 
     @property
     def host_environment(self) -> dict[str, str]:
-        """The agent's environment minus ``env_blacklist``: the rkt CLI process gets this."""
-        return {k: v for k, v in os.environ.items() if k not in self.env_blacklist}  # noqa: TID251
+        """The agent's environment minus ``env_blacklist``, ``extra_path`` first on PATH: the
+        rkt CLI process gets this."""
+        env = {k: v for k, v in os.environ.items() if k not in self.env_blacklist}  # noqa: TID251
+        if self.extra_path:
+            env["PATH"] = ":".join((*self.extra_path, *filter(None, [env.get("PATH")])))
+        return env
 
 
 def split_http_endpoint(url: str) -> tuple[str, int, str]:
@@ -147,6 +200,45 @@ def split_http_endpoint(url: str) -> tuple[str, int, str]:
     if parts.scheme != "http" or not parts.hostname or port is None or parts.query:
         raise ValueError(f"expected http://host:port/path, got {url!r}")
     return parts.hostname, port, parts.path or "/"
+
+
+@dataclass(frozen=True)
+class InClusterAccess:
+    """How a pod reaches its API server, as client-go's in-cluster config does: the address
+    from ``KUBERNETES_SERVICE_HOST`` / ``KUBERNETES_SERVICE_PORT`` (no DNS), the projected
+    ServiceAccount token (re-read when it changes) and CA bundle."""
+
+    host: str
+    port: str
+    token_file: Path
+    ca_file: Path
+    namespace_file: Path
+
+    @property
+    def server(self) -> str:
+        """``https://host:port``; an IPv6 address in brackets, as ``net.JoinHostPort`` does."""
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"https://{host}:{self.port}"
+
+
+def in_cluster_access(environ: Mapping[str, str] | None = None) -> InClusterAccess | None:
+    """The in-cluster API access when both service variables are set (None otherwise: not in
+    a pod, use a kubeconfig). The files are not read here; a missing token fails at use."""
+    env = os.environ if environ is None else environ  # noqa: TID251
+    host = env.get("KUBERNETES_SERVICE_HOST", "").strip()
+    port = env.get("KUBERNETES_SERVICE_PORT", "").strip()
+    if not host or not port:
+        return None
+    directory = Path(env.get(SERVICE_ACCOUNT_DIR_ENV) or SERVICE_ACCOUNT_DIR)
+    return InClusterAccess(
+        host=host,
+        port=port,
+        token_file=directory / "token",
+        ca_file=directory / "ca.crt",
+        namespace_file=directory / "namespace",
+    )
 
 
 def _field_flag(name: str) -> str:

@@ -3,7 +3,8 @@
 
 Usage: ``python start_driver.py <request.json>``. The request holds the settings, the plan
 and ``kill_after``: one of ``list``, ``trust``, ``prepare``, ``launch``, ``status`` (the first
-discovery poll) or ``never``. Before dying it prints ``step <name> <detail>`` lines on stdout
+discovery poll), ``never``, or ``hold`` (never, and stay alive after the start, as an agent
+does, until killed). Before dying it prints ``step <name> <detail>`` lines on stdout
 so that the test knows how far it got.
 """
 
@@ -93,6 +94,8 @@ async def main() -> None:
     )
     observed = await executor.ensure_started(plan_from(request["plan"]))
     step("done", f"{observed.uuid} {observed.state}")
+    if request["kill_after"] == "hold":
+        await asyncio.Event().wait()
 
 
 if __name__ == "__main__":

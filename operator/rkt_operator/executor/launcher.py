@@ -11,7 +11,13 @@ i.e. ``/run/systemd/system`` exists):
   idempotent; the exit code comes from ``rkt status`` (apps' exit codes).
 - **detached**: the ``shim`` supervisor (new session, double fork) claims the pod with its
   launch marker (so a launch is never done twice) and records rkt's exit status on disk, a
-  fallback for when rkt reports no app exit code.
+  fallback for when rkt reports no app exit code. When the agent runs in a container
+  (``settings.host_launch``: its mount namespace is not the host's), the supervisor first
+  enters the host's (``host_namespaces_pid``'s) mount, UTS, IPC and network namespaces and
+  moves into a host cgroup of its own, ``<host_cgroup>/<uuid>`` in every hierarchy
+  (``hostns``), and only then claims the pod and runs rkt: neither the container's end (the
+  kubelet kills every process of its cgroup), nor its memory limit, nor its mount namespace
+  reaches the pod. ``launchplan`` decides all this as a value.
 
 rkt's output goes to ``alloc/logs/<uuid>.stdout.0`` / ``.stderr.0`` of the task directory,
 opened for appending (systemd: ``StandardOutput=append:``, systemd 240 or later), and is
@@ -25,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Literal
 
 from rkt_operator import errors
-from rkt_operator.executor import files, logrotate
+from rkt_operator.executor import files, launchplan, logrotate
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.rkt.types import LaunchPlan
 from rkt_operator.settings import Settings
@@ -39,62 +46,40 @@ log = logging.getLogger(__name__)
 
 SYSTEMD_MARKER = Path("/run/systemd/system")
 _LAUNCH_DEADLINE = 60.0
+unit_name = launchplan.unit_name
+systemd_run_argv = launchplan.systemd_run_argv
 
 
 def resolve_kind(
     setting: Literal["auto", "systemd", "detached"], *, systemd_marker: Path = SYSTEMD_MARKER
 ) -> Literal["systemd", "detached"]:
     """``auto`` -> systemd when the host was booted with systemd, else detached."""
-    if setting == "auto":
-        return "systemd" if systemd_marker.is_dir() else "detached"
-    return setting
+    return launchplan.resolve_kind(setting, systemd_host=systemd_marker.is_dir())
 
 
-def unit_name(uuid: str) -> str:
-    return f"rkt-{uuid}"
+def in_container(host_pid: int = 1, proc: Path = Path("/proc")) -> bool:
+    """Is this process in another mount namespace than ``host_pid`` (a container; with
+    hostPID, PID 1 is the host's init)? False when that namespace cannot be read (logged)."""
+    try:
+        host = os.stat(proc / str(host_pid) / "ns" / "mnt").st_ino
+    except OSError as exc:
+        log.warning("cannot read the mount namespace of pid %d: %s", host_pid, exc.strerror)
+        return False
+    return os.stat(proc / "self" / "ns" / "mnt").st_ino != host
 
 
-def systemd_run_argv(
-    command: list[str],
+def shim_argv(
+    rkt_argv: list[str],
+    root: Path,
     uuid: str,
     *,
-    workdir: Path,
-    path_env: str | None,
-    logs: tuple[Path, Path] | None = None,
+    foreground: bool = False,
+    escape: launchplan.HostEscape | None = None,
 ) -> list[str]:
-    """``systemd-run`` for one pod: transient unit, machine slice, mixed kill mode; output
-    appended to the ``logs`` files (stdout, stderr) when given."""
-    argv = [
-        "systemd-run",
-        f"--unit={unit_name(uuid)}",
-        "--slice=machine",
-        "-p",
-        "KillMode=mixed",
-        "--collect",
-        f"--working-directory={workdir}",
-    ]
-    if logs is not None:
-        argv += ["-p", f"StandardOutput=append:{logs[0]}", "-p", f"StandardError=append:{logs[1]}"]
-    if path_env:
-        argv.append(f"--setenv=PATH={path_env}")
-    return [*argv, "--", *command]
-
-
-def shim_argv(rkt_argv: list[str], root: Path, uuid: str, *, foreground: bool = False) -> list[str]:
-    stdout, stderr = files.log_files(root, uuid)
-    return [
-        sys.executable,
-        "-m",
-        "rkt_operator.executor.shim",
-        *(["--foreground"] if foreground else []),
-        f"--marker={files.launch_marker(root, uuid)}",
-        f"--exit-file={files.exit_file(root, uuid)}",
-        f"--stdout={stdout}",
-        f"--stderr={stderr}",
-        f"--log-limits={files.log_limits_file(root, uuid)}",
-        "--",
-        *rkt_argv,
-    ]
+    """The supervisor of one pod, run by this interpreter."""
+    return launchplan.shim_argv(
+        rkt_argv, root, uuid, python=sys.executable, foreground=foreground, escape=escape
+    )
 
 
 class Launcher:
@@ -104,6 +89,7 @@ class Launcher:
         self.settings = settings
         self.rkt = rkt
         self.kind = resolve_kind(settings.launcher, systemd_marker=systemd_marker)
+        self.in_container = in_container(settings.host_namespaces_pid)
         self._env = settings.host_environment
 
     async def launch(self, plan: LaunchPlan, uuid: str) -> None:
@@ -117,17 +103,25 @@ class Launcher:
             files.write_log_limits(files.log_limits_file(root, uuid), limits)
         except OSError as exc:
             raise errors.RktError(f"cannot prepare the log files of pod {uuid}: {exc}") from exc
-        if self.kind == "systemd":
-            argv = systemd_run_argv(
-                rkt_argv,
-                uuid,
-                workdir=root,
-                path_env=self._env.get("PATH"),
-                logs=files.log_files(root, uuid),
-            )
-        else:
-            argv = shim_argv(rkt_argv, root, uuid)
-        log.info("launching pod uuid=%s launcher=%s", uuid, self.kind)
+        launch = launchplan.plan_launch(
+            rkt_argv,
+            uuid,
+            root=root,
+            kind=self.kind,
+            host_launch=self.settings.host_launch,
+            in_container=self.in_container,
+            host_pid=self.settings.host_namespaces_pid,
+            cgroup_parent=self.settings.host_cgroup,
+            python=sys.executable,
+            path_env=self._env.get("PATH"),
+        )
+        argv = list(launch.argv)
+        log.info(
+            "launching pod uuid=%s launcher=%s host_cgroup=%s",
+            uuid,
+            self.kind,
+            launch.escape.cgroup if launch.escape else "-",
+        )
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,

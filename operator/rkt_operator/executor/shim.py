@@ -15,8 +15,13 @@ SIGTERM/SIGINT to it, ignores SIGHUP, waits, and records the exit status atomica
 exit file. While rkt runs, a timer thread rotates the two log files (``logrotate``) with the
 limits of the ``--log-limits`` file, re-read when it changes. With ``--foreground`` it
 supervises in its own process instead (the main process of a transient systemd unit;
-``KillMode=mixed`` then signals it first, and it forwards). Standard library,
-``executor.files`` and ``executor.logrotate`` only: this must start fast and stay small.
+``KillMode=mixed`` then signals it first, and it forwards). With ``--enter-namespaces-of``
+the supervisor first leaves the agent's container (``hostns``): PID 1's mount, UTS, IPC and
+network namespaces, and a cgroup of its own (``--cgroup``, removed again when rkt has
+exited); a failure there is reported as ``error ...`` and nothing is started. Everything is
+imported before that: in the host's mount namespace the agent's files do not exist. Standard
+library, ``executor.files``, ``executor.hostns`` and ``executor.logrotate`` only: this must
+start fast and stay small.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from rkt_operator.executor import files, logrotate
+from rkt_operator.executor import files, hostns, logrotate
 
 _APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -52,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
         help="supervise in this process (as a systemd unit's main process): no fork, the "
         "launch report goes to stdout",
     )
+    parser.add_argument(
+        "--enter-namespaces-of",
+        type=int,
+        default=None,
+        help="before claiming the pod, enter this process's namespaces (--namespaces) and "
+        "move into --cgroup: out of the agent's container (see hostns)",
+    )
+    parser.add_argument("--namespaces", default="mnt,uts,ipc,net")
+    parser.add_argument("--cgroup", default=None, help="cgroup relative to each hierarchy root")
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     return parser
 
@@ -132,7 +146,20 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str], report: int) -> in
             os.write(report, (line + "\n").encode())
             os.close(report)
 
+    joined: list[tuple[Path, Path]] = []
+    if args.enter_namespaces_of is not None:
+        try:
+            hostns.enter_namespaces(
+                args.enter_namespaces_of, tuple(filter(None, args.namespaces.split(",")))
+            )
+            if args.cgroup:
+                joined = hostns.join_cgroup(args.cgroup)
+        except OSError as exc:
+            hostns.leave_cgroup(joined)
+            say(f"error cannot leave the agent's container: {exc.strerror or exc}")
+            return 1
     if not _claim(args.marker):
+        hostns.leave_cgroup(joined)
         say("already-launched")
         return 0
     try:
@@ -141,6 +168,7 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str], report: int) -> in
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
     except OSError as exc:
         files.remove_quietly(args.marker)
+        hostns.leave_cgroup(joined)
         say(f"error cannot run {argv[0]!r}: {exc.strerror}")
         return 1
     os.close(out)
@@ -160,6 +188,7 @@ def _supervise(args: argparse.Namespace, argv: Sequence[str], report: int) -> in
     rotator.finished.set()
     rotator.join(timeout=60)
     rotator.check()  # what the pod wrote last stays within the limits too
+    hostns.leave_cgroup(joined)  # the pod's cgroup goes with it (if nothing is left in it)
     return 0
 
 
