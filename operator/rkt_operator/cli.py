@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     exec_.add_argument("task", metavar="NAMESPACE/NAME")
     exec_.add_argument("--app", default=None, help="the app to enter (pods with several apps)")
+    exec_.add_argument(
+        "-t",
+        "--tty",
+        action="store_true",
+        help="run the command on a pseudo-terminal (interactive shells; stderr then arrives "
+        "on stdout); without it stdin is forwarded and stdout and stderr stay apart",
+    )
     exec_.add_argument("cmd", nargs="+", metavar="-- CMD", help="the command and its arguments")
     sig = settings.build_parser(
         sub.add_parser("signal", help="send a signal to the apps of a task's running pod")
@@ -142,12 +149,9 @@ def _node_command(args: argparse.Namespace, agent: settings.Settings) -> int:
     executor = Executor(settings=agent, rkt=RktCli(agent))
     try:
         if args.command == "exec":
-            output, code = asyncio.run(
-                nodecmds.exec_in(executor, namespace, name, args.cmd, app=args.app)
+            return nodecmds.exec_attached(
+                executor, namespace, name, args.cmd, app=args.app, tty=args.tty
             )
-            sys.stdout.write(output)
-            sys.stdout.flush()
-            return code
         if signum is not None:
             uuid = asyncio.run(nodecmds.send_signal(executor, namespace, name, signum))
             _write(f"sent {signum.name} to {namespace}/{name} (pod {uuid})")

@@ -10,6 +10,7 @@ running pod of the task is the one acted on.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -17,10 +18,6 @@ from typing import Any
 from rkt_operator import errors
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.types import PodObservation
-
-# `exec` keeps the last MiB of the command's merged stdout and stderr (the reconciler's own
-# Exec, Nomad-style, keeps 4 KiB).
-EXEC_OUTPUT_BYTES = 1024 * 1024
 
 
 def parse_signal(text: str) -> signal.Signals:
@@ -47,17 +44,20 @@ async def running_pod(executor: Executor, namespace: str, name: str) -> PodObser
     return running[0]
 
 
-async def exec_in(
+def exec_attached(
     executor: Executor,
     namespace: str,
     name: str,
     command: Sequence[str],
     *,
     app: str | None = None,
-) -> tuple[str, int]:
-    """Run ``command`` in the task's pod: (merged output, its exit code)."""
-    pod = await running_pod(executor, namespace, name)
-    return await executor.rkt.enter(pod.uuid, command, app=app, output_limit=EXEC_OUTPUT_BYTES)
+    tty: bool = False,
+) -> int:
+    """Run ``command`` in the task's newest running pod, attached to this process as
+    Nomad's streaming exec was: stdin forwarded, stdout and stderr kept apart, or on a
+    pseudo-terminal with ``tty``. Blocks until the command ends; its exit code."""
+    pod = asyncio.run(running_pod(executor, namespace, name))
+    return executor.rkt.enter_attached(pod.uuid, command, app=app, tty=tty)
 
 
 async def send_signal(executor: Executor, namespace: str, name: str, signum: int) -> str:

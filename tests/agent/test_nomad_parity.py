@@ -1,15 +1,17 @@
 """Behaviours the Nomad driver had that an outside check found missing or contradicting the
 README, checked through a real agent on the simulator: a task whose mapped ports never get
-an address is refused for good (no second prepare, no pod left behind)."""
+an address is refused for good (no second prepare, no pod left behind); ``rkt-operator
+exec`` forwards stdin, keeps stdout and stderr apart and has a TTY mode."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from agentlib import StartAgent, apply, condition, get, pods, task, wait_task
+from agentlib import BIN, StartAgent, apply, condition, get, phase_is, pods, task, wait_task
 
 from rkt_devkit.demo_nodes import SimNode
 from rkt_devkit.kube import Kubectl
@@ -65,3 +67,50 @@ def test_mapped_ports_without_an_address_stall_once_and_leave_no_pod(
     assert later["status"].get("uuid") == first_uuid
     assert condition(later, "Stalled")["status"] == "True"
     assert pods(sim_node) == []
+
+
+def _exec(node: SimNode, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``rkt-operator exec`` as an admin runs it on the node, with ``stdin`` piped in."""
+    flags = [
+        f"--rkt-path={node.rkt_sim}", f"--rkt-dir={node.rkt_dir}",
+        f"--rkt-local-config={node.local_config}", f"--task-root={node.task_root}",
+        "--launcher=detached", "--log-level=WARNING",
+    ]  # fmt: skip
+    env = {"PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    return subprocess.run(
+        [str(BIN / "rkt-operator"), "exec", *flags, *args],
+        input=stdin, capture_output=True, text=True, timeout=180, check=False, env=env,
+    )  # fmt: skip
+
+
+def test_exec_forwards_stdin_keeps_streams_apart_and_offers_a_tty(
+    kubectl: Kubectl,
+    namespace: str,
+    sim_node: SimNode,
+    start_agent: StartAgent,
+    images: dict[str, Path],
+) -> None:
+    start_agent(sim_node)
+    apply(kubectl, namespace, task("shell", sim_node.name, images["service"]))
+    wait_task(kubectl, namespace, "shell", phase_is("Running"), what="Running")
+    ref = f"{namespace}/shell"
+
+    piped = _exec(sim_node, ref, "--", "/bin/sh", "-c", "tr a-z A-Z; echo oops >&2; exit 3",
+                  stdin="hello\nworld\n")  # fmt: skip
+    assert piped.returncode == 3, piped.stderr
+    assert piped.stdout == "HELLO\nWORLD\n"
+    assert piped.stderr == "oops\n"
+    no_tty = _exec(sim_node, ref, "--", "/bin/sh", "-c", "test -t 0 || echo no-tty")
+    assert no_tty.stdout == "no-tty\n"
+
+    on_tty = _exec(
+        sim_node, ref, "-t", "--", "/bin/sh", "-c",
+        "test -t 0 && test -t 1 && echo tty-in-out; read line; echo got=$line; echo e >&2",
+        stdin="typed\n",
+    )  # fmt: skip
+    assert on_tty.returncode == 0, on_tty.stderr
+    lines = on_tty.stdout.replace("\r\n", "\n").splitlines()
+    assert "tty-in-out" in lines
+    assert "got=typed" in lines
+    assert "e" in lines  # one stream on a terminal
+    assert on_tty.stderr == ""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rkt_operator import errors
-from rkt_operator.rkt import parse, pods
+from rkt_operator.rkt import attached, parse, pods
 from rkt_operator.rkt.pods import PodStatus, PodStatusText, RktVersion
 from rkt_operator.rkt.types import LaunchPlan
 from rkt_operator.settings import Settings
@@ -307,6 +307,32 @@ class RktCli:
                 if type(error) is not errors.RktError:
                     raise error
         return result.stdout, result.returncode
+
+    def enter_argv(
+        self, uuid: str, cmd: Sequence[str], *, app: str | None = None
+    ) -> builtins.list[str]:
+        """The full argv of ``rkt enter [--app=NAME] UUID CMD...``."""
+        if not cmd:
+            raise errors.SpecError("error cmd must have at least one value")
+        app_flag = [f"--app={app}"] if app else []
+        return [*self.base_argv(), "enter", *app_flag, _check_uuid(uuid), *cmd]
+
+    def enter_attached(
+        self, uuid: str, cmd: Sequence[str], *, app: str | None = None, tty: bool = False
+    ) -> int:
+        """``rkt enter`` attached to this process (blocking): stdin forwarded, stdout and
+        stderr apart, or with ``tty`` on a new pseudo-terminal. The command's exit code
+        (254 when rkt itself refuses, as ``rkt enter`` exits)."""
+        argv = self.enter_argv(uuid, cmd, app=app)
+        log.debug("rkt enter attached argv=%s tty=%s", shlex.join(argv), tty)
+        runner = attached.run_in_pty if tty else attached.run_inherited
+        try:
+            return runner(argv, self._env)
+        except (FileNotFoundError, PermissionError) as exc:
+            raise errors.RktUnavailable(
+                f"cannot execute rkt binary {self.settings.rkt_path!r}: {exc.strerror}",
+                argv=argv,
+            ) from exc
 
     def run_prepared_command(self, plan: LaunchPlan, uuid: str) -> builtins.list[str]:
         """The full argv that runs a prepared pod (for the launcher; blocks for its life)."""
