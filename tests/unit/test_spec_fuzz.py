@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rkt_operator.errors import SpecError
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.model.status import RktTaskStatus
-from rkt_operator.rkt.argv import ResolvedVar, build_launch_plan
+from rkt_operator.rkt.argv import ResolvedVar, build_launch_plan, kill_timeout
 from rkt_operator.rkt.types import TaskDirs, TaskIdentity
 from rkt_operator.settings import Settings
 
@@ -176,7 +176,10 @@ def test_valid_specs_translate_or_raise_spec_error(
     assert not [
         i for i in prepare if i.startswith("--set-env=") and i[10:].split("=")[0] in secret_names
     ]
-    assert 0 < plan.kill_timeout_seconds <= max(node.max_kill_timeout_seconds, 10.0)
+    # The plan carries the desired grace; the one rule (applied by Executor.stop) bounds it.
+    assert plan.kill_timeout_seconds == spec.kill_timeout_seconds
+    grace = kill_timeout(plan.kill_timeout_seconds, node.max_kill_timeout_seconds)
+    assert 0 < grace <= max(node.max_kill_timeout_seconds, 10.0)
 
 
 @FUZZ
