@@ -150,9 +150,7 @@ def test_hierarchies_are_the_root_mounts_one_each(tmp_path: Path) -> None:
 
 def test_hierarchies_of_a_pure_cgroup_v2_host(tmp_path: Path) -> None:
     mountinfo = tmp_path / "mountinfo"
-    mountinfo.write_text(
-        "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
-    )
+    mountinfo.write_text("30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
     (only,) = hostns.hierarchies(mountinfo)
     assert only.root == Path("/sys/fs/cgroup")
     assert only.unified
