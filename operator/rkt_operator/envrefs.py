@@ -1,4 +1,10 @@
-"""Resolution of a task's ``spec.env`` into the values handed to rkt (``ResolvedVar``).
+"""Resolution of a task's environment into the values handed to rkt (``ResolvedVar``).
+
+Every task first gets the agent's task environment (``TASK_ENVIRONMENT``), the Kubernetes
+form of the variables Nomad's driver gave every task (``NOMAD_ALLOC_DIR``,
+``NOMAD_TASK_DIR``, ``NOMAD_SECRETS_DIR``, ``NOMAD_TASK_NAME``...): the container paths of
+the three task directories and the task's identity. ``spec.env`` comes after it, so a
+variable of the same name there wins.
 
 Literal values pass through; ``fieldRef`` reads the task object itself (``metadata.name``,
 ``metadata.namespace``, ``metadata.uid``, ``metadata.labels['k']``,
@@ -27,6 +33,26 @@ _PLAIN_FIELDS = {
 }
 
 
+# The agent's task environment: variable -> its value (a literal, or a field of the task).
+TASK_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
+    ("RKT_ALLOC_DIR", "/alloc", "the task's alloc directory (Nomad NOMAD_ALLOC_DIR)"),
+    ("RKT_TASK_DIR", "/local", "the task's own directory (Nomad NOMAD_TASK_DIR)"),
+    ("RKT_SECRETS_DIR", "/secrets", "the task's secrets directory (Nomad NOMAD_SECRETS_DIR)"),
+    ("RKT_TASK_NAME", "metadata.name", "the RktTask's name (Nomad NOMAD_TASK_NAME)"),
+    ("RKT_TASK_NAMESPACE", "metadata.namespace", "the RktTask's namespace"),
+    ("RKT_TASK_UID", "metadata.uid", "the RktTask's UID (Nomad NOMAD_ALLOC_ID)"),
+    ("RKT_NODE_NAME", "spec.nodeName", "the node running the task"),
+)
+
+
+def task_environment(body: Mapping[str, Any]) -> list[ResolvedVar]:
+    """The variables every task gets before its ``spec.env`` (see ``TASK_ENVIRONMENT``)."""
+    return [
+        ResolvedVar(name, source if source.startswith("/") else field_value(body, source))
+        for name, source, _ in TASK_ENVIRONMENT
+    ]
+
+
 class ValueSource(Protocol):
     """Where Secret and ConfigMap keys are read from (``kubeapi.KubeApi``)."""
 
@@ -52,9 +78,10 @@ def field_value(body: Mapping[str, Any], path: str) -> str:
 async def resolve_env(
     env: Sequence[EnvVar], body: Mapping[str, Any], *, source: ValueSource
 ) -> list[ResolvedVar]:
-    """Resolve every variable, in order (a later definition of a name wins downstream)."""
+    """The task environment, then every variable of ``env`` in order (a later definition
+    of a name wins downstream, so ``spec.env`` overrides the task environment)."""
     namespace = str((body.get("metadata") or {}).get("namespace") or "")
-    resolved: list[ResolvedVar] = []
+    resolved: list[ResolvedVar] = task_environment(body)
     for index, var in enumerate(env):
         where = f"spec.env[{index}] ({var.name})"
         ref = var.value_from

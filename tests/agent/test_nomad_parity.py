@@ -1,6 +1,7 @@
 """Behaviours the Nomad driver had that an outside check found missing or contradicting the
 README, checked through a real agent on the simulator: a task whose mapped ports never get
-an address is refused for good (no second prepare, no pod left behind); ``rkt-operator
+an address is refused for good (no second prepare, no pod left behind); every task gets the
+task environment (directories and identity) that spec.env can override; ``rkt-operator
 exec`` forwards stdin, keeps stdout and stderr apart and has a TTY mode."""
 
 from __future__ import annotations
@@ -11,10 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
-from agentlib import BIN, StartAgent, apply, condition, get, phase_is, pods, task, wait_task
+from agentlib import (
+    BIN,
+    StartAgent,
+    apply,
+    condition,
+    get,
+    phase_is,
+    pods,
+    task,
+    task_dir,
+    wait_task,
+)
 
 from rkt_devkit.demo_nodes import SimNode
-from rkt_devkit.kube import Kubectl
+from rkt_devkit.kube import Kubectl, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -114,3 +126,27 @@ def test_exec_forwards_stdin_keeps_streams_apart_and_offers_a_tty(
     assert "got=typed" in lines
     assert "e" in lines  # one stream on a terminal
     assert on_tty.stderr == ""
+
+
+def test_every_task_gets_its_directories_and_identity_and_spec_env_wins(
+    kubectl: Kubectl,
+    namespace: str,
+    sim_node: SimNode,
+    start_agent: StartAgent,
+    images: dict[str, Path],
+) -> None:
+    start_agent(sim_node)
+    env = [{"name": "RKT_TASK_DIR", "value": "/overridden"}, {"name": "OWN", "value": "x"}]
+    apply(kubectl, namespace, task("envtask", sim_node.name, images["envdump"], env=env))
+    obj = wait_task(kubectl, namespace, "envtask", phase_is("Running"), what="Running")
+    path = task_dir(sim_node, namespace, "envtask", obj["metadata"]["uid"]) / "alloc" / "env.txt"
+    text = wait_for(lambda: path.exists() and path.read_text(), what=str(path))
+    seen = dict(line.split("=", 1) for line in str(text).splitlines() if "=" in line)
+    assert seen["RKT_ALLOC_DIR"] == "/alloc"
+    assert seen["RKT_SECRETS_DIR"] == "/secrets"
+    assert seen["RKT_TASK_NAME"] == "envtask"
+    assert seen["RKT_TASK_NAMESPACE"] == namespace
+    assert seen["RKT_TASK_UID"] == obj["metadata"]["uid"]
+    assert seen["RKT_NODE_NAME"] == sim_node.name
+    assert seen["RKT_TASK_DIR"] == "/overridden"  # spec.env wins
+    assert seen["OWN"] == "x"

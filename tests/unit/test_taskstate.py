@@ -263,6 +263,14 @@ async def test_resolve_env_marks_secrets_and_skips_optional() -> None:
     source = Values({"s": {"k": "hush"}}, {"m": {"k": "v"}})
     resolved = await envrefs.resolve_env(env, BODY, source=source)
     assert [(v.name, v.value, v.secret) for v in resolved] == [
+        # The task environment first (spec.env can override it: a later name wins).
+        ("RKT_ALLOC_DIR", "/alloc", False),
+        ("RKT_TASK_DIR", "/local", False),
+        ("RKT_SECRETS_DIR", "/secrets", False),
+        ("RKT_TASK_NAME", "web", False),
+        ("RKT_TASK_NAMESPACE", "team", False),
+        ("RKT_TASK_UID", "u-1", False),
+        ("RKT_NODE_NAME", str(BODY["spec"]["nodeName"]), False),
         ("A", "1", False),
         ("S", "hush", True),
         ("C", "v", False),
