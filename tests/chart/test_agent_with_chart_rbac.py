@@ -12,6 +12,7 @@ goes through the ClusterRole and the policy; any 403 shows up as a failure here.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -23,8 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from chartlib import CHART, Helm, argocd_health
 
 from rkt_devkit.aci import build_aci
@@ -72,8 +75,36 @@ def _downward(field: str, *, node: str, pod: str, namespace: str) -> str:
     return values[field]
 
 
+class ServiceAccountDir:
+    """The kubelet's projected ServiceAccount volume: ``token``, ``ca.crt`` and ``namespace``
+    behind a ``..data`` symlink that a rotation swaps atomically."""
+
+    def __init__(self, path: Path, control_plane: ControlPlane, namespace: str) -> None:
+        self.path = path
+        self.generation = 0
+        path.mkdir()
+        kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
+        self.ca = base64.b64decode(
+            kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
+        )
+        self.namespace = namespace
+        for name in ("token", "ca.crt", "namespace"):
+            (path / name).symlink_to(Path("..data") / name)
+
+    def project(self, token: str) -> None:
+        self.generation += 1
+        data = self.path / f"..{self.generation}"
+        data.mkdir()
+        (data / "token").write_text(token)
+        (data / "ca.crt").write_bytes(self.ca)
+        (data / "namespace").write_text(self.namespace)
+        link = self.path / "..data_tmp"
+        link.symlink_to(data.name)
+        link.replace(self.path / "..data")
+
+
 def agent_environment(
-    installed: Installed, node: SimNode, kubeconfig: Path, pod_name: str
+    installed: Installed, node: SimNode, sa_dir: ServiceAccountDir, server: str, pod_name: str
 ) -> dict[str, str]:
     """The container's env as the kubelet would resolve it, plus the test-local host paths."""
     env: dict[str, str] = {"PATH": IMAGE_PATH, "HOME": str(node.root), "LANG": "C.UTF-8"}
@@ -96,10 +127,22 @@ def agent_environment(
     # taken, so the liveness and metrics endpoints get free ports (same paths).
     env["RKT_OPERATOR_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/healthz"
     env["RKT_OPERATOR_METRICS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/metrics"
-    # In a pod the client finds the ServiceAccount token mounted by the kubelet; here the
-    # same identity comes from a TokenRequest token in a kubeconfig.
-    env["KUBECONFIG"] = str(kubeconfig)
+    # In a pod the kubelet sets the service variables and projects the ServiceAccount at
+    # /var/run/secrets/kubernetes.io/serviceaccount; here the same files are elsewhere.
+    address = urlsplit(server)
+    env["KUBERNETES_SERVICE_HOST"] = str(address.hostname)
+    env["KUBERNETES_SERVICE_PORT"] = str(address.port)
+    env["RKT_OPERATOR_SERVICE_ACCOUNT_DIR"] = str(sa_dir.path)
     return env
+
+
+@dataclass
+class RunningAgent:
+    node: SimNode
+    popen: subprocess.Popen[bytes]
+    sa_dir: ServiceAccountDir
+    installed: Installed
+    pod_name: str  # the Pod the current token is bound to
 
 
 def pod_bound_token(
@@ -128,9 +171,9 @@ def pod_bound_token(
 
 
 @pytest.fixture
-def agent(
+def running_agent(
     installed: Installed, control_plane: ControlPlane, tmp_path: Path
-) -> Iterator[tuple[SimNode, subprocess.Popen[bytes]]]:
+) -> Iterator[RunningAgent]:
     """The agent for a fresh Node, started from the installed DaemonSet's description."""
     node = SimNode(unique_name("node-rbac", max_length=30), tmp_path / "node", BIN)
     node.prepare()
@@ -138,8 +181,9 @@ def agent(
                                     "metadata": {"name": node.name}}))  # fmt: skip
     pod_name = f"{installed.release}-pod"
     token = pod_bound_token(control_plane, installed, node.name, pod_name)
-    kubeconfig = control_plane.kubeconfig_for_token(token, tmp_path / "sa.kubeconfig")
-    env = agent_environment(installed, node, kubeconfig, pod_name)
+    sa_dir = ServiceAccountDir(tmp_path / "serviceaccount", control_plane, installed.namespace)
+    sa_dir.project(token)
+    env = agent_environment(installed, node, sa_dir, control_plane.server, pod_name)
     argv = [*installed.container["command"], *installed.container.get("args", [])]
     executable = shutil.which(argv[0], path=env["PATH"])
     assert executable is not None, f"{argv[0]} is not on the image's PATH"
@@ -149,7 +193,7 @@ def agent(
             stderr=subprocess.STDOUT, env=env, cwd=node.root, start_new_session=True,
         )  # fmt: skip
     try:
-        yield node, popen
+        yield RunningAgent(node, popen, sa_dir, installed, pod_name)
     finally:
         if popen.poll() is None:
             os.killpg(popen.pid, signal.SIGTERM)
@@ -160,6 +204,11 @@ def agent(
                 popen.wait()
         node.remove_pods()
         control_plane.kubectl("delete", "node", node.name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def agent(running_agent: RunningAgent) -> tuple[SimNode, subprocess.Popen[bytes]]:
+    return running_agent.node, running_agent.popen
 
 
 def _condition(task: dict[str, Any] | None, kind: str) -> str | None:
@@ -251,3 +300,80 @@ def test_task_runs_to_ready_with_only_the_chart_rbac(
     text = node.agent_log.read_text(errors="replace")
     assert "Forbidden" not in text, log_tail(node.agent_log, 60)
     assert " 403" not in text, log_tail(node.agent_log, 60)
+
+
+def test_rotated_token_is_used_by_every_client_without_dns(
+    running_agent: RunningAgent, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """The kubelet rotates the projected token; the old one is then refused. The agent goes on
+    with the new one: kopf (after a 401 or within a minute) and the status client (before
+    its next request). And nothing needs the service's DNS name."""
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("kubernetes.default.svc", 443)
+    node, popen, installed = running_agent.node, running_agent.popen, running_agent.installed
+    ns = installed.namespace
+    image = build_aci(
+        tmp_path / "sleeper.aci", name="example.com/sleeper", version="1.0",
+        exec=["/bin/sleep", "3600"],
+    )  # fmt: skip
+    node.fetch(image)
+
+    def task(name: str) -> str:
+        return json.dumps({
+            "apiVersion": "rktoperator.io/v1alpha1",
+            "kind": "RktTask",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"nodeName": node.name, "image": "example.com/sleeper:1.0",
+                     "insecureOptions": ["image"]},
+        })  # fmt: skip
+
+    def ready(name: str) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            assert popen.poll() is None, f"the agent exited:\n{log_tail(node.agent_log)}"
+            found = get_json(control_plane.kubectl, "rkttask", name, ns)
+            return found if _condition(found, "Ready") == "True" else None
+
+        return wait_for(check, timeout=180, interval=1.0, what=f"task {name} Ready")
+
+    try:
+        control_plane.apply(task("before"))
+        ready("before")
+
+        # Rotation as the kubelet does it: a token for the (new) Pod is projected, the old
+        # Pod is gone, so the old token is refused from now on.
+        old_token = (running_agent.sa_dir.path / "token").read_text()
+        new_pod = f"{running_agent.pod_name}-2"
+        running_agent.sa_dir.project(pod_bound_token(control_plane, installed, node.name, new_pod))
+        control_plane.kubectl(
+            "delete", "pod", running_agent.pod_name, f"--namespace={ns}",
+            "--grace-period=0", "--force",
+        )  # fmt: skip
+        stale = control_plane.kubeconfig_for_token(old_token, tmp_path / "stale.kubeconfig")
+
+        def old_token_refused() -> bool:  # the API server caches token reviews for a while
+            done = control_plane.kubectl(
+                "get", "rkttasks", f"--namespace={ns}", kubeconfig=stale, check=False
+            )
+            return done.returncode != 0 and "Unauthorized" in done.stderr
+
+        wait_for(old_token_refused, timeout=60, interval=1.0, what="the old token refused")
+
+        # A new task (kopf: finalizer and handled-state patches; the client: status) and the
+        # deletion of the old one (kopf drops the finalizer) work with the new token.
+        control_plane.apply(task("after"))
+        after = ready("after")
+        assert after["status"]["uuid"]
+        control_plane.kubectl(
+            "delete", "rkttask", "before", "after", "--namespace", ns, "--wait=false"
+        )
+        wait_for(
+            lambda: not control_plane.kubectl("get", "rkttask", "-n", ns, "-o", "name").stdout,
+            timeout=120, interval=1.0, what="the finalizers removed after the rotation",
+        )  # fmt: skip
+    except BaseException:
+        sys.stderr.write(f"agent log:\n{log_tail(node.agent_log, 80)}\n")
+        raise
+    assert popen.poll() is None
+    # kopf met the refused token and logged in again (through the agent's login handler).
+    log = node.agent_log.read_text(errors="replace")
+    assert log.count("Activity 'login' succeeded.") >= 2, log_tail(node.agent_log, 80)
