@@ -347,9 +347,10 @@ def test_binder_restarted_in_the_middle_of_a_burst(
     for used in requested_by_node(tasks(kubectl, namespace), "cpu").values():
         assert used <= 4
     assert Counter(where.values()).most_common(1)[0][1] == 20  # full, not over
-    # Each task was bound once, across both lives of the binder.
+    # No task was bound twice across both lives of the binder (a kill may fall between a
+    # bind and its log line, so the log may miss one; it never repeats one).
     bound = [line.split("task=")[1].split()[0] for line in binder.bound_lines()]
-    assert len(bound) == len(set(bound)) == 100
+    assert len(bound) == len(set(bound))
     assert partial >= 1
 
 
