@@ -65,13 +65,28 @@ def _limits(**values: Any) -> Callable[[dict[str, Any]], None]:
     return _set(resources={"limits": values})
 
 
+def _requires(**expression: Any) -> Callable[[dict[str, Any]], None]:
+    term = {"matchExpressions": [expression]}
+    required = {"nodeSelectorTerms": [term]}
+    return _set(
+        affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
+    )
+
+
+def _toleration(**values: Any) -> Callable[[dict[str, Any]], None]:
+    return _set(tolerations=[values])
+
+
+_EXPR = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+_EXPR_MODEL = "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+
+
 def _probe(kind: str, **values: Any) -> Callable[[dict[str, Any]], None]:
     return _set(**{kind: {"exec": {"command": ["/bin/true"]}, **values}})
 
 
 SECRET = {"secretKeyRef": {"name": "s", "key": "k"}}
 INVALID: tuple[Invalid, ...] = (
-    Invalid("nodeName-missing", _drop("nodeName"), "spec.nodeName", "nodeName"),
     Invalid("nodeName-not-dns", _set(nodeName="Node_A"), "spec.nodeName", "nodeName"),
     Invalid("image-missing", _drop("image"), "spec.image", "image"),
     Invalid("image-empty", _set(image=""), "spec.image", "image"),
@@ -241,6 +256,110 @@ INVALID: tuple[Invalid, ...] = (
     ),
     Invalid("cpu-float", _limits(cpu=0.5), "spec.resources.limits.cpu", "resources.limits.cpu"),
     Invalid("limits-unknown", _limits(gpu=1), "gpu", "resources.limits.gpu"),
+    Invalid(
+        "requests-above-limit",
+        _set(resources={"limits": {"memory": "64Mi"}, "requests": {"memory": "128Mi"}}),
+        "spec.resources.requests.memory",
+        "resources",
+    ),
+    Invalid(
+        "requests-above-default-limit",
+        _set(resources={"requests": {"cpu": "1"}}),
+        "spec.resources.requests.cpu",
+        "resources",
+    ),
+    Invalid(
+        "requests-zero",
+        _set(resources={"requests": {"cpu": "0"}}),
+        "spec.resources.requests.cpu",
+        "resources.requests.cpu",
+    ),
+    Invalid(
+        "nodeSelector-bad-key",
+        _set(nodeSelector={"bad key": "x"}),
+        "spec.nodeSelector",
+        "nodeSelector",
+    ),
+    Invalid(
+        "nodeSelector-bad-value",
+        _set(nodeSelector={"zone": "a b"}),
+        "spec.nodeSelector",
+        "nodeSelector",
+    ),
+    Invalid(
+        "affinity-unknown-operator",
+        _requires(key="zone", operator="Matches", values=["a"]),
+        f"{_EXPR}.nodeSelectorTerms[0].matchExpressions[0].operator",
+        f"{_EXPR_MODEL}.nodeSelectorTerms.0.matchExpressions.0.operator",
+    ),
+    Invalid(
+        "affinity-in-without-values",
+        _requires(key="zone", operator="In"),
+        "operator In and NotIn need at least one value",
+        f"{_EXPR_MODEL}.nodeSelectorTerms.0.matchExpressions.0",
+    ),
+    Invalid(
+        "affinity-exists-with-values",
+        _requires(key="zone", operator="Exists", values=["a"]),
+        "operator Exists and DoesNotExist take no values",
+        f"{_EXPR_MODEL}.nodeSelectorTerms.0.matchExpressions.0",
+    ),
+    Invalid(
+        "affinity-gt-not-integer",
+        _requires(key="cores", operator="Gt", values=["many"]),
+        "operator Gt and Lt need exactly one value, an integer",
+        f"{_EXPR_MODEL}.nodeSelectorTerms.0.matchExpressions.0",
+    ),
+    Invalid(
+        "affinity-no-terms",
+        _set(
+            affinity={
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}
+                }
+            }
+        ),
+        f"{_EXPR}.nodeSelectorTerms",
+        f"{_EXPR_MODEL}.nodeSelectorTerms",
+    ),
+    Invalid(
+        "affinity-weight-zero",
+        _set(
+            affinity={
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 0, "preference": {"matchExpressions": []}}
+                    ]
+                }
+            }
+        ),
+        "weight",
+        "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.weight",
+    ),
+    Invalid(
+        "toleration-exists-with-value",
+        _toleration(key="k", operator="Exists", value="v"),
+        "spec.tolerations[].value must be empty when operator is Exists",
+        "tolerations.0",
+    ),
+    Invalid(
+        "toleration-empty-key-equal",
+        _toleration(value="v"),
+        "an empty key needs operator Exists",
+        "tolerations.0",
+    ),
+    Invalid(
+        "toleration-seconds-without-noexecute",
+        _toleration(key="k", operator="Exists", effect="NoSchedule", tolerationSeconds=5),
+        "tolerationSeconds needs effect NoExecute",
+        "tolerations.0",
+    ),
+    Invalid(
+        "toleration-bad-effect",
+        _toleration(key="k", operator="Exists", effect="Sometimes"),
+        "spec.tolerations[0].effect",
+        "tolerations.0.effect",
+    ),
     Invalid("user-space", _set(user="no body"), "spec.user", "user"),
     Invalid("group-empty", _set(group=""), "spec.group", "group"),
     Invalid("noOverlay-not-bool", _set(noOverlay="yes"), "spec.noOverlay", "noOverlay"),

@@ -9,6 +9,8 @@
   settings flags as ``run``; ``exec`` exits with the command's exit code;
 - ``logs NAMESPACE/NAME``: a task's pod output on this node (``executor.logcmd``);
 - ``convert FILE...``: Nomad job files -> RktTask manifests (``rkt_operator.convert``);
+- ``schedule``: the binder, one per cluster (leader-elected): binds RktTasks without
+  ``spec.nodeName`` to a node (``rkt_operator.binder``);
 - ``version``.
 
 Output meant for people or scripts goes to ``sys.stdout`` explicitly; diagnostics go to
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -34,6 +37,7 @@ from rkt_operator import (
     orphans,
     settings,
 )
+from rkt_operator.binder.loop import Binder
 from rkt_operator.convert import command as convert_command
 from rkt_operator.executor import logcmd
 from rkt_operator.executor.service import Executor
@@ -88,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
     logs.add_argument("--follow", "-f", action="store_true", help="go on until the pod exits")
     convert_command.add_parser(sub)
+    settings.build_binder_parser(
+        sub.add_parser("schedule", help="bind RktTasks without spec.nodeName to nodes")
+    )
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -185,6 +192,24 @@ def _logs(agent: settings.Settings, args: argparse.Namespace) -> int:
         return 0
 
 
+def _schedule(args: argparse.Namespace) -> int:
+    try:
+        binder_settings = settings.load_binder(args)
+    except ValueError as exc:
+        sys.stderr.write(f"rkt-operator: {exc}\n")
+        return 2
+    logging.basicConfig(
+        level=binder_settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    api_client = kubeapi.connect(binder_settings.kubeconfig, access=settings.in_cluster_access())
+    binder = Binder(api_client, binder_settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: binder.stop())
+    binder.run()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -192,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "convert":
         return convert_command.run(args, sys.stdin, sys.stdout, sys.stderr)
+    if args.command == "schedule":
+        return _schedule(args)
     if args.command == "release-orphans":
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
         return _release_orphans(dry_run=args.dry_run, kubeconfig=args.kubeconfig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,3 +292,83 @@ def settings_flags(settings: Settings, names: Sequence[str]) -> list[str]:
             value = ",".join(value)
         out.append(f"{_field_flag(name)}={value}")
     return out
+
+
+class BinderSettings(BaseModel):
+    """Settings of the binder (``rkt-operator schedule``): one per cluster, leader-elected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: Literal["spread", "binpack"] = Field(
+        "spread",
+        description="How to choose among eligible nodes: spread (least used first, the "
+        "default) or binpack (most used first, as Nomad's binpack).",
+    )
+    lease_namespace: str = Field(
+        "default",
+        description="Namespace of the coordination.k8s.io Lease used for leader election "
+        "(default: POD_NAMESPACE, else default).",
+    )
+    lease_name: str = Field("rkt-operator-binder", description="Name of that Lease.")
+    identity: str = Field(
+        "",
+        description="This replica's name in the Lease (default: POD_NAME, else host name and "
+        "process id).",
+    )
+    lease_duration_seconds: float = Field(
+        15.0, gt=0, description="How long a silent leader keeps the lease before others take it."
+    )
+    renew_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A leader that could not renew for this long stops binding (less than "
+        "leaseDurationSeconds).",
+    )
+    retry_period_seconds: float = Field(
+        2.0, gt=0, description="How often the lease is renewed or tried."
+    )
+    resync_seconds: float = Field(
+        30.0, gt=0, description="Re-examine unbound tasks at least this often."
+    )
+    kubeconfig: str | None = Field(
+        None, description="kubeconfig file (default: in-cluster, else the usual lookup)."
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("renew_deadline_seconds")
+    @classmethod
+    def _below_lease_duration(cls, value: float, info: Any) -> float:
+        duration = info.data.get("lease_duration_seconds")
+        if duration is not None and value >= duration:
+            raise ValueError("must be less than lease_duration_seconds")
+        return value
+
+
+def build_binder_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """One flag per binder setting (``--strategy``, ``--lease-namespace``...)."""
+    for name, field in BinderSettings.model_fields.items():
+        parser.add_argument(_field_flag(name), dest=name, default=None, help=field.description)
+    return parser
+
+
+def load_binder(
+    args: argparse.Namespace | None = None, *, environ: Mapping[str, str] | None = None
+) -> BinderSettings:
+    """Binder settings from defaults, POD_NAMESPACE / POD_NAME and flags (highest wins)."""
+    env = os.environ if environ is None else environ  # noqa: TID251
+    values: dict[str, Any] = {}
+    if env.get("POD_NAMESPACE"):
+        values["lease_namespace"] = env["POD_NAMESPACE"]
+    values["identity"] = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    if args is not None:
+        for name in BinderSettings.model_fields:
+            raw = getattr(args, name, None)
+            if raw is not None:
+                values[name] = raw
+    try:
+        return BinderSettings.model_validate(values, strict=False)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"invalid settings: {problems}") from None

@@ -163,6 +163,28 @@ def test_node_name_is_immutable(kubectl: Kubectl, namespace: str) -> None:
     )  # fmt: skip
 
 
+def test_node_name_may_be_left_out_set_once_and_never_removed(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    spec = {k: v for k, v in BASE_SPEC.items() if k != "nodeName"}
+    spec["nodeSelector"] = {"rktoperator.io/rkt": "true"}
+    assert _apply(kubectl, namespace, manifest(spec, "floating"), dry_run=False).returncode == 0
+
+    def patch(body: Any, kind: str = "merge") -> Any:
+        return kubectl(
+            "patch", "rkttask", "floating", "-n", namespace, f"--type={kind}",
+            "-p", json.dumps(body), check=False,
+        )  # fmt: skip
+
+    assert patch({"spec": {"nodeName": "node-a"}}).returncode == 0  # the binder's write
+    moved = patch({"spec": {"nodeName": "node-b"}})
+    assert moved.returncode != 0
+    assert "spec.nodeName is immutable" in moved.stderr
+    removed = patch([{"op": "remove", "path": "/spec/nodeName"}], "json")
+    assert removed.returncode != 0
+    assert "spec.nodeName cannot be removed once set" in removed.stderr
+
+
 def test_crd_is_established_and_structural(kubectl: Kubectl) -> None:
     crd = json.loads(kubectl("get", "crd", "rkttasks.rktoperator.io", "-o", "json").stdout)
     conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}

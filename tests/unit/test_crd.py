@@ -188,6 +188,7 @@ def test_defaults_only_in_spec() -> None:
         },
         "spec.logs.maxFiles": 10,
         "spec.logs.maxFileSizeMB": 10,
+        "spec.tolerations[].operator": "Equal",
     }
 
 

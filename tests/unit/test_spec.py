@@ -54,13 +54,46 @@ FULL_SPEC: dict[str, Any] = {
         {"name": "data", "hostPath": "/srv/kv", "mountPath": "/var/lib/kv", "readOnly": False},
         {"name": "conf", "hostPath": "/etc/kv", "mountPath": "/etc/kv", "readOnly": True},
     ],
-    "resources": {"limits": {"memory": "256Mi", "cpu": 2}},
+    "resources": {"limits": {"memory": "256Mi", "cpu": 2}, "requests": {"memory": "128Mi"}},
     "user": "1000",
     "group": "kv",
     "noOverlay": True,
     "debug": True,
     "killTimeoutSeconds": 20,
     "restartPolicy": "OnFailure",
+    "nodeSelector": {"rktoperator.io/rkt": "true", "topology.kubernetes.io/zone": "a"},
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": "disk", "operator": "In", "values": ["ssd", "nvme"]},
+                            {"key": "cores", "operator": "Gt", "values": ["3"]},
+                            {"key": "gpu", "operator": "DoesNotExist", "values": []},
+                        ],
+                        "matchFields": [
+                            {"key": "metadata.name", "operator": "NotIn", "values": ["n9"]}
+                        ],
+                    }
+                ]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 20,
+                    "preference": {
+                        "matchExpressions": [{"key": "r", "operator": "Exists", "values": []}],
+                        "matchFields": [],
+                    },
+                }
+            ],
+        }
+    },
+    "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "rkt", "effect": "NoSchedule"},
+        {"operator": "Exists"},
+        {"key": "gone", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+    ],
 }
 
 
@@ -275,7 +308,8 @@ def test_validation_problems_paths() -> None:
 def test_nomad_option_map_covers_every_field() -> None:
     mapped = {row[0] for row in NOMAD_OPTION_MAP}
     top_level = {field.alias for field in RktTaskSpec.model_fields.values()}
-    assert mapped - {"resources.limits.memory", "resources.limits.cpu"} == top_level - {"resources"}
+    resources = {"resources.limits.memory", "resources.limits.cpu", "resources.requests"}
+    assert mapped - resources == top_level - {"resources"}
 
 
 # -- quantities -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ at translation time by ``rkt_operator.rkt.argv``, not here.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Annotated, Literal, get_args
 
@@ -40,11 +41,25 @@ from rkt_operator.model.network import (
     Network,
     PortSpec,
 )
+from rkt_operator.model.placement import (
+    LABEL_KEY,
+    MAX_SELECTOR,
+    MAX_TOLERATIONS,
+    Affinity,
+    LabelValue,
+    NodeAffinity,
+    NodeSelector,
+    NodeSelectorRequirement,
+    NodeSelectorTerm,
+    PreferredSchedulingTerm,
+    Toleration,
+)
 from rkt_operator.model.probes import ExecAction, LivenessProbe, Probe
 from rkt_operator.model.resources import (
     DEFAULT_CPU,
     DEFAULT_MEMORY,
     ResourceLimits,
+    ResourceRequests,
     Resources,
 )
 from rkt_operator.model.volumes import VolumeSpec
@@ -54,26 +69,38 @@ __all__ = [
     "DEFAULT_MEMORY",
     "INSECURE_OPTIONS",
     "NOMAD_OPTION_MAP",
+    "Affinity",
     "ConfigMapKeySelector",
     "EnvVar",
     "EnvVarSource",
     "ExecAction",
     "LivenessProbe",
     "LogConfig",
+    "NodeAffinity",
+    "NodeSelector",
+    "NodeSelectorRequirement",
+    "NodeSelectorTerm",
     "ObjectFieldSelector",
     "PortSpec",
+    "PreferredSchedulingTerm",
     "Probe",
     "ResourceLimits",
+    "ResourceRequests",
     "Resources",
     "RktTaskSpec",
     "SecretKeySelector",
+    "Toleration",
     "VolumeSpec",
     "validation_problems",
 ]
 
 # Each RktTask field and the Nomad rkt-driver option it replaces (README table source).
 NOMAD_OPTION_MAP: tuple[tuple[str, str, str], ...] = (
-    ("nodeName", "(scheduler placement)", "which node's agent runs the task"),
+    ("nodeName", "(the node Nomad's scheduler chose)", "which node's agent runs the task"),
+    ("nodeSelector", "constraint `${node.class}` / `${meta.x}` = value", "(placement only)"),
+    ("affinity", "constraint operators, affinity stanza", "(placement only)"),
+    ("tolerations", "(node drain / ineligibility)", "(placement only)"),
+    ("resources.requests", "resources memory / cpu (scheduling)", "(placement only)"),
     ("image", "image", "positional IMAGE of `rkt prepare`"),
     ("command", "command", "`--exec=<command>`"),
     ("args", "args (Nomad `${VAR}` interpolation)", "`-- <args>`, after `$(VAR)` expansion"),
@@ -148,6 +175,12 @@ class RktTaskSpec(_Model):
                     field_path=".dnsSearchDomains",
                 ),
                 f.cel(
+                    "!has(oldSelf.nodeName) || has(self.nodeName)",
+                    "spec.nodeName cannot be removed once set: delete the task and create it "
+                    "again to move it",
+                    field_path=".nodeName",
+                ),
+                f.cel(
                     "!has(self.ports) || !has(self.net) || self.net != ['none']"
                     " || !self.ports.exists(p, has(p.hostPort))",
                     "spec.ports[].hostPort cannot be used with spec.net [none]: the pod only "
@@ -159,7 +192,7 @@ class RktTaskSpec(_Model):
     )
 
     node_name: Annotated[
-        str,
+        str | None,
         f.Text(
             f.DNS1123_SUBDOMAIN,
             "a valid node name (RFC 1123 subdomain)",
@@ -171,7 +204,38 @@ class RktTaskSpec(_Model):
                 ),
             ),
         ),
-    ] = Field(description="The node whose rkt-operator agent runs this task. Immutable once set.")
+    ] = Field(
+        None,
+        description="The node whose rkt-operator agent runs this task. Immutable once set. "
+        "Leave it out to let the binder (rkt-operator schedule) choose a node that matches "
+        "nodeSelector, affinity and tolerations and has room for the task's requests.",
+    )
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        description="Labels the node must have, with these values (as a Pod's nodeSelector). "
+        "Read by the binder only when nodeName is not set.",
+        json_schema_extra={
+            "maxProperties": MAX_SELECTOR,
+            "x-kubernetes-validations": [
+                f.cel(
+                    f"self.all(k, size(k) <= 316 && k.matches(r'{LABEL_KEY}'))",
+                    "spec.nodeSelector: every key must be a label key ([prefix/]name)",
+                )
+            ],
+        },
+    )
+    affinity: Affinity | None = Field(
+        None,
+        description="Node affinity (required and preferred terms), as a Pod's affinity. Read "
+        "by the binder only when nodeName is not set.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=MAX_TOLERATIONS,
+        description="Taints of nodes this task tolerates (NoSchedule and NoExecute taints "
+        "keep other tasks off a node). Read by the binder only when nodeName is not set.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
     image: Annotated[
         str,
         f.Text(
@@ -350,6 +414,16 @@ class RktTaskSpec(_Model):
     def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
         if dups := _duplicates([v.name for v in value]):
             raise ValueError(f"env: duplicate variable names {dups}")
+        return value
+
+    @field_validator("node_selector")
+    @classmethod
+    def _selector_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_SELECTOR:
+            raise ValueError(f"nodeSelector: at most {MAX_SELECTOR} labels")
+        bad = sorted(k for k in value if len(k) > 316 or not re.fullmatch(LABEL_KEY, k))
+        if bad:
+            raise ValueError(f"nodeSelector: {bad} are not label keys ([prefix/]name)")
         return value
 
     @field_validator("insecure_options")

@@ -1,0 +1,1 @@
+"""The binder (``rkt-operator schedule``): places RktTasks that name no node."""
