@@ -124,6 +124,11 @@ class AsAgent:
         return self._call(lambda: self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, name, patch, _content_type=MERGE))  # fmt: skip
 
+    def bind(self, ns: str, name: str, node: str) -> Outcome:
+        patch = {"spec": {"nodeName": node}}
+        return self._call(lambda: self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, name, patch, _content_type=MERGE))  # fmt: skip
+
     def label_node(self, node: str) -> Outcome:
         patch = {"metadata": {"labels": {"rktoperator.io/rkt": "true"}}}
         return self._call(lambda: self.core.patch_node(node, patch, _content_type=MERGE))
@@ -207,3 +212,32 @@ def test_other_users_are_left_to_rbac(
         "patch", "rkttask", f"task-{cluster.node_b}", f"--namespace={cluster.namespace}",
         "--subresource=status", "--type=merge", "-p", patch,
     )  # fmt: skip
+
+
+def test_an_agent_cannot_bind_a_task_not_even_to_its_own_node(
+    cluster: Cluster, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Binding is the binder's job: RBAC lets the agent patch tasks (for its finalizer), the
+    policy refuses it any write to a task that is not already bound to its node."""
+    unbound = {
+        "apiVersion": "rktoperator.io/v1alpha1",
+        "kind": "RktTask",
+        "metadata": {"name": "unbound"},
+        "spec": {"image": "example.com/app:1.0"},
+    }
+    control_plane.apply(json.dumps(unbound), namespace=cluster.namespace)
+    pod = _agent_pod(control_plane, cluster, cluster.node_a)
+    agent = AsAgent(
+        control_plane, _pod_bound_token(control_plane, cluster, pod), tmp_path / "kubeconfig"
+    )
+    done = agent.bind(cluster.namespace, "unbound", cluster.node_a)
+    assert _refused(done), done.message
+    task = json.loads(
+        control_plane.kubectl(
+            "get", "rkttask", "unbound", f"--namespace={cluster.namespace}", "-o", "json"
+        ).stdout
+    )
+    assert "nodeName" not in task["spec"]
+    # Nor move a task bound to its node elsewhere (the CRD refuses that for everyone).
+    moved = agent.bind(cluster.namespace, f"task-{cluster.node_a}", cluster.node_b)
+    assert not moved.ok

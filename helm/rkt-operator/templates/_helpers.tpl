@@ -97,3 +97,18 @@ it is set and metrics.scrapeAnnotations), overridden by podAnnotations. */}}
 {{- toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/* The binder's pods: a name of their own, so the agents' DaemonSet selector (name +
+instance) never matches them. */}}
+{{- define "rkt-operator.binderSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "rkt-operator.name" . }}-binder
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "rkt-operator.binderLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "rkt-operator.binderSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: binder
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
