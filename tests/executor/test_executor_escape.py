@@ -246,6 +246,10 @@ async def _escape_case(
         while any((h.root / cgroup).exists() for h in hostns.hierarchies()):
             assert time.monotonic() < deadline, f"cgroup {cgroup} was not removed"
             await asyncio.sleep(0.1)
+        # The supervisor (whose diagnostics go to the pod's stderr log) never needed a module
+        # it had not loaded before it entered the host's mount namespace.
+        stderr_log = files.log_files(plan.dirs.root, uuid)[1]  # type: ignore[attr-defined]
+        assert "after leaving the agent's container" not in stderr_log.read_text(errors="replace")
     finally:
         with contextlib.suppress(Exception):
             await rkt.stop(uuid, force=True)

@@ -4,6 +4,8 @@ hierarchies it acts on (parsed from mountinfo text)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,18 @@ def test_hierarchies_of_a_pure_cgroup_v2_host(tmp_path: Path) -> None:
     (only,) = hostns.hierarchies(mountinfo)
     assert only.root == Path("/sys/fs/cgroup")
     assert only.unified
+
+
+def test_no_import_after_the_mount_namespace_changed() -> None:
+    code = (
+        "import json\n"
+        "from rkt_operator.executor import hostns\n"
+        "hostns.forbid_imports()\n"
+        "import json  # loaded already: fine\n"
+        "try:\n"
+        "    import tomllib\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "tomllib imported after leaving the agent's container"

@@ -18,9 +18,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import importlib.abc
 import os
+import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 _CLONE_FLAGS = {
     "mnt": 0x00020000,
@@ -36,6 +41,21 @@ class EscapeError(OSError):
     """Entering the host's namespaces or cgroup failed (nothing was started)."""
 
 
+class _NoImports(importlib.abc.MetaPathFinder):
+    """Refuses every import not done yet: after entering the host's mount namespace the
+    agent's files (its Python packages) are not there, or worse, other files are."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> None:
+        raise ImportError(f"{fullname} imported after leaving the agent's container")
+
+
+def forbid_imports() -> None:
+    """From now on an import of a module not loaded yet fails loudly (see ``_NoImports``)."""
+    sys.meta_path.insert(0, _NoImports())
+
+
 def _setns(fd: int, nstype: int) -> None:
     if _libc.setns(fd, nstype) != 0:
         code = ctypes.get_errno()
@@ -45,7 +65,8 @@ def _setns(fd: int, nstype: int) -> None:
 def enter_namespaces(pid: int, names: tuple[str, ...], *, proc: Path = Path("/proc")) -> None:
     """Join the ``names`` namespaces of process ``pid`` (single-threaded callers only: the
     kernel refuses a mount namespace change to a process that shares its file system
-    information). The working directory is kept by path."""
+    information). The working directory is kept by path. After a mount namespace change no
+    new module may be imported (``forbid_imports``)."""
     cwd = os.getcwd()
     fds: list[tuple[str, int]] = []
     try:
@@ -58,6 +79,8 @@ def enter_namespaces(pid: int, names: tuple[str, ...], *, proc: Path = Path("/pr
                 continue  # already there (e.g. the agent uses the host network)
             try:
                 _setns(fd, _CLONE_FLAGS[name])
+                if name == "mnt":
+                    forbid_imports()
             except OSError as exc:
                 raise EscapeError(
                     exc.errno or errno.EPERM, f"cannot enter the {name} namespace of pid {pid}"
@@ -168,12 +191,20 @@ def remove_tree(directory: Path) -> bool:
     return not directory.exists()
 
 
-def leave_cgroup(joined: list[tuple[Path, Path]]) -> None:
+def leave_cgroup(joined: list[tuple[Path, Path]], *, patience: float = 10.0) -> None:
     """Move this process back to each hierarchy's root and remove the cgroups it joined (with
-    what the pod made below them) when they are empty (best effort)."""
+    what the pod made below them). The pod's last processes may still be exiting when rkt
+    has: retry for up to ``patience`` seconds, then leave what is still busy."""
+    pending: list[Path] = []
     for root, directory in joined:
         try:
             (root / "cgroup.procs").write_text(f"{os.getpid()}\n")
         except OSError:
             continue
-        remove_tree(directory)
+        pending.append(directory)
+    deadline = time.monotonic() + patience
+    while pending:
+        pending = [d for d in pending if not remove_tree(d)]
+        if not pending or time.monotonic() >= deadline:
+            return
+        time.sleep(0.1)
