@@ -77,9 +77,10 @@ manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
 	  $(PY) -m rkt_devkit.render_manifests --helm "$$KUBEBUILDER_ASSETS/helm"
 
 .PHONY: demo
-demo: system-deps $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running)
+demo: system-deps $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running, RKT=real)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  $(PY) -m rkt_devkit.demo --assets "$$KUBEBUILDER_ASSETS" $(if $(KEEP),--keep)
+	  $(if $(REAL_RKT),$(RKT_FIND)) \
+	  $(PY) -m rkt_devkit.demo --assets "$$KUBEBUILDER_ASSETS" $(if $(KEEP),--keep) $(if $(REAL_RKT),--rkt "$$rktdir/rkt")
 
 .PHONY: cluster-up
 cluster-up: system-deps $(STAMP) ## Start a control plane and leave it running; prints the kubeconfig path
@@ -90,10 +91,14 @@ cluster-up: system-deps $(STAMP) ## Start a control plane and leave it running; 
 cluster-down: $(STAMP) ## Stop the control plane started by cluster-up
 	$(PY) -m rkt_devkit.cluster down --dir $(CLUSTER_DIR)
 
+# RKT=real: the demo and the benchmark on real rkt (built or found by .ci/rkt.sh), not rkt-sim.
+REAL_RKT = $(filter real,$(RKT))
+RKT_FIND = rktdir=$$(bash .ci/rkt.sh | tail -n1) && rktdir=$${rktdir\#RKT_DIR=} &&
+
 .PHONY: bench
-bench: system-deps $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running latency, writes, RSS vs a floor
-	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
-	  $(PY) bench/bench_agent.py $(if $(N),--tasks $(N))
+bench: system-deps $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running vs same-rkt-work and kopf floors (RKT=real, SCALE=1)
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && $(if $(REAL_RKT),$(RKT_FIND)) \
+	  $(PY) bench/bench_agent.py $(if $(N),--tasks $(N)) $(if $(REAL_RKT),--rkt "$$rktdir/rkt") $(if $(SCALE),--scale)
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches (not the control-plane binary cache)

@@ -19,13 +19,14 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from controllers import REPO, Controller
+from controllers import REPO, Controller, node_flags
 from controllers import agent as agent_controller
 from controllers import floor as floor_controller
 from phase import run_phase
@@ -38,7 +39,8 @@ log = logging.getLogger("bench")
 NAMESPACE = "bench"
 AGENT_NODE = "bench-node"
 VENV_BIN = Path(sys.executable).parent
-FLOOR_ENGINES = ("kopf", "client")
+FLOOR_ENGINES = ("rkt", "kopf", "client")
+NSPAWN_WRAPPER_DIR = REPO / "helm" / "node"  # systemd-nspawn shim for real rkt's host stage1
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -63,7 +65,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--floors",
         default=",".join(FLOOR_ENGINES),
-        help="floor engines to measure, comma-separated: kopf, client, or none",
+        help="floor engines to measure, comma-separated: rkt, kopf, client, or none",
+    )
+    parser.add_argument(
+        "--rkt",
+        type=Path,
+        default=None,
+        metavar="BINARY",
+        help="run the agent and the rkt floor on this real rkt binary (host stage1, as root) "
+        "instead of the simulator",
     )
     parser.add_argument("--no-agent", action="store_true", help="measure the floors only")
     parser.add_argument(
@@ -148,11 +158,53 @@ def _json_field(text: str, *path: str) -> str:
         return "?"
 
 
+def _rkt_env(args: argparse.Namespace) -> dict[str, str]:
+    """Environment of everything that runs real rkt: the nspawn shim first on PATH (a host
+    without systemd as PID 1, see helm/node/systemd-nspawn); nothing for the simulator."""
+    if args.rkt is None:
+        return {}
+    return {"PATH": f"{NSPAWN_WRAPPER_DIR}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+
+def _node(args: argparse.Namespace, root: Path) -> SimNode:
+    if args.rkt is not None:
+        return SimNode(root, rkt_sim=args.rkt.resolve(), real=True, env=_rkt_env(args))
+    return SimNode(root, rkt_sim=VENV_BIN / "rkt-sim")
+
+
+def _rkt_phase(
+    args: argparse.Namespace,
+    workdir: Path,
+    common: dict[str, Any],
+    make: Any,
+    name: str,
+    started: list[Controller],
+) -> PhaseResult:
+    """One phase that runs rkt: its own node (store, image, counting wrapper), removed with
+    all its pods right after the phase, so no phase pays for another's pods."""
+    node = _node(args, workdir / f"node-{name}")
+    try:
+        spec = node.prepare()
+        flags = node_flags(
+            rkt_path=node.rkt_path,
+            rkt_dir=node.rkt_dir,
+            local_config=node.local_config,
+            task_root=node.task_root,
+        )
+        controller: Controller = make(flags, node.marker)
+        started.append(controller)
+        return _phase(controller, spec, {**common, "rkt_calls": node.calls})
+    finally:
+        for controller in started:
+            controller.stop(grace=5.0)
+        log.info("removing the pods of %s", name)
+        node.cleanup()
+
+
 def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
     nodes = ([] if args.no_agent else [AGENT_NODE]) + [
         f"bench-floor-{e}" for e in args.floor_engines
     ]
-    sim: SimNode | None = None
     started: list[Controller] = []
     with ControlPlane(args.assets, base_dir=workdir) as plane:
         try:
@@ -170,29 +222,50 @@ def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
             }
             results: list[PhaseResult] = []
             spec = service_spec(f"{IMAGE_NAME}:{IMAGE_VERSION}")
+            env = _rkt_env(args)
             if not args.no_agent:
-                sim = SimNode(workdir / "node", rkt_sim=VENV_BIN / "rkt-sim")
-                spec = sim.prepare()
-                controller = agent_controller(
-                    venv_bin=VENV_BIN,
-                    node=AGENT_NODE,
-                    rkt_dir=sim.rkt_dir,
-                    local_config=sim.local_config,
-                    task_root=sim.task_root,
-                    kubeconfig=plane.kubeconfig,
-                    log=workdir / "logs" / "agent.log",
-                    marker=sim.marker,
-                    extra=args.agent_arg,
-                )
-                started.append(controller)
-                results.append(_phase(controller, spec, common))
+
+                def make_agent(flags: list[str], marker: str) -> Controller:
+                    return agent_controller(
+                        venv_bin=VENV_BIN,
+                        node=AGENT_NODE,
+                        rkt_flags=flags,
+                        kubeconfig=plane.kubeconfig,
+                        log=workdir / "logs" / "agent.log",
+                        marker=marker,
+                        extra=args.agent_arg,
+                        env=env,
+                    )
+
+                results.append(_rkt_phase(args, workdir, common, make_agent, "agent", started))
             for engine in args.floor_engines:
+                log_file = workdir / "logs" / f"floor-{engine}.log"
+                if engine == "rkt":
+
+                    def make_floor(
+                        flags: list[str], marker: str, log_file: Path = log_file
+                    ) -> Controller:
+                        return floor_controller(
+                            python=Path(sys.executable),
+                            engine="rkt",
+                            node="bench-floor-rkt",
+                            kubeconfig=plane.kubeconfig,
+                            log=log_file,
+                            rkt_flags=flags,
+                            marker=marker,
+                            env=env,
+                        )
+
+                    results.append(
+                        _rkt_phase(args, workdir, common, make_floor, "floor-rkt", started)
+                    )
+                    continue
                 controller = floor_controller(
                     python=Path(sys.executable),
                     engine=engine,
                     node=f"bench-floor-{engine}",
                     kubeconfig=plane.kubeconfig,
-                    log=workdir / "logs" / f"floor-{engine}.log",
+                    log=log_file,
                 )
                 started.append(controller)
                 results.append(_phase(controller, spec, common))
@@ -203,10 +276,9 @@ def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
                 signal.signal(s, signal.SIG_IGN)
             for controller in started:  # already stopped unless interrupted while stopping
                 controller.stop(grace=5.0)
-            if sim is not None:
-                sim.cleanup()
+    runtime = f"real rkt {args.rkt}" if args.rkt else "rkt-sim"
     header = (
-        f"rkt-operator agent benchmark: {args.tasks} tasks per batch, "
+        f"rkt-operator agent benchmark on {runtime}: {args.tasks} tasks per batch, "
         f"kube-apiserver {meta['kube_apiserver']}, Python {meta['python']}, "
         f"kopf {meta['kopf']}, {meta['cpus']} CPUs"
     )
@@ -238,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for s in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`&`)
         signal.signal(s, _interrupt)
+    if args.rkt is not None and os.geteuid() == 0:
+        # rkt warns on every command without an "rkt" group; it is harmless, but noisy.
+        subprocess.run(["groupadd", "-f", "rkt"], capture_output=True, check=False)
     workdir = Path(tempfile.mkdtemp(prefix="rkt-bench-"))
     out = sys.stderr if args.json == "-" else sys.stdout
     try:

@@ -93,13 +93,12 @@ def agent(
     *,
     venv_bin: Path,
     node: str,
-    rkt_dir: Path,
-    local_config: Path,
-    task_root: Path,
+    rkt_flags: Sequence[str],
     kubeconfig: Path,
     log: Path,
     marker: str,
     extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Controller:
     """The node agent on the simulator, as an operator would run it (flags = settings).
     ``marker``: a path in the command line of every rkt process and pod supervisor it starts
@@ -108,11 +107,7 @@ def agent(
         str(venv_bin / "rkt-operator"),
         "run",
         f"--node-name={node}",
-        f"--rkt-path={venv_bin / 'rkt-sim'}",
-        f"--rkt-dir={rkt_dir}",
-        f"--rkt-local-config={local_config}",
-        f"--task-root={task_root}",
-        "--launcher=detached",
+        *rkt_flags,
         "--liveness-endpoint=",
         "--metrics-endpoint=",
         "--log-format=text",
@@ -123,26 +118,49 @@ def agent(
         node=node,
         argv=argv,
         log=log,
-        env={"KUBECONFIG": str(kubeconfig)},
+        env={"KUBECONFIG": str(kubeconfig), **(env or {})},
         marker=marker,
     )
 
 
+def node_flags(*, rkt_path: Path, rkt_dir: Path, local_config: Path, task_root: Path) -> list[str]:
+    """The agent settings that name the node's rkt (shared by the agent and the rkt floor)."""
+    return [
+        f"--rkt-path={rkt_path}",
+        f"--rkt-dir={rkt_dir}",
+        f"--rkt-local-config={local_config}",
+        f"--task-root={task_root}",
+        "--launcher=detached",
+    ]
+
+
 def floor(
-    *, python: Path, engine: str, node: str, kubeconfig: Path, log: Path, selector: str = "field"
+    *,
+    python: Path,
+    engine: str,
+    node: str,
+    kubeconfig: Path,
+    log: Path,
+    selector: str = "field",
+    rkt_flags: Sequence[str] = (),
+    marker: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Controller:
-    """The floor process (``bench/floor.py``) with one engine, for one node."""
+    """The floor process (``bench/floor.py``) with one engine, for one node. The ``rkt``
+    engine takes the agent's node flags (``rkt_flags``) and, like the agent, a ``marker``."""
     argv = [
         str(python),
         str(BENCH / "floor.py"),
         f"--engine={engine}",
         f"--node-name={node}",
         f"--selector={selector}",
+        *rkt_flags,
     ]
     return Controller(
         name=f"floor-{engine}",
         node=node,
         argv=argv,
         log=log,
-        env={"KUBECONFIG": str(kubeconfig)},
+        env={"KUBECONFIG": str(kubeconfig), **(env or {})},
+        marker=marker,
     )

@@ -254,3 +254,13 @@ def cpu_seconds(pid: int) -> float | None:
     except psutil.Error:
         return None
     return float(t.user + t.system + t.children_user + t.children_system)
+
+
+def own_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of ``pid`` alone (its children excluded): the controller's own
+    work, without the rkt commands it ran."""
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(t.user + t.system)

@@ -22,7 +22,7 @@ from kubernetes import client
 
 from apimetrics import WriteKey, parse_writes, write_delta
 from controllers import Controller
-from observe import RssSampler, TaskWatch, cpu_seconds
+from observe import RssSampler, TaskWatch, cpu_seconds, own_cpu_seconds
 from report import MIB, PhaseResult
 
 log = logging.getLogger("bench.phase")
@@ -91,8 +91,10 @@ def run_phase(
     spec: Mapping[str, Any],
     timeout: float,
     warmup_timeout: float = 180.0,
+    rkt_calls: Callable[[], Counter[str]] | None = None,
 ) -> PhaseResult:
-    """Measure ``controller`` on ``tasks`` new tasks for its node; stops it at the end."""
+    """Measure ``controller`` on ``tasks`` new tasks for its node; stops it at the end.
+    ``rkt_calls`` (if any) counts the rkt invocations of its node so far, by command."""
     name = controller.name
     workdir.mkdir(parents=True, exist_ok=True)
     controller.start()
@@ -135,6 +137,8 @@ def run_phase(
         sampler = RssSampler(controller.pid, controller.marker)
         sampler.start()
         cpu_before = cpu_seconds(controller.pid)
+        own_before = own_cpu_seconds(controller.pid)
+        calls_before = rkt_calls() if rkt_calls else None
         try:
             log.info("%s: applying %d tasks", name, tasks)
             kubectl("apply", "-f", str(batch_file), timeout=max(120.0, timeout))
@@ -148,6 +152,8 @@ def run_phase(
             if not quiet:
                 notes.append("writes were still going on 15 s after the last task ran")
             cpu_after = cpu_seconds(controller.pid)
+            own_after = own_cpu_seconds(controller.pid)
+            calls = rkt_calls() - calls_before if rkt_calls and calls_before is not None else None
         finally:
             sampler.stop()
             watch.stop()
@@ -180,6 +186,8 @@ def run_phase(
         pods_pss=pods_pss,
         peak_rss_pods=sampler.peak_pods if controller.marker else None,
         cpu_seconds=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        cpu_own_seconds=None if own_before is None or own_after is None else own_after - own_before,
+        rkt_calls=None if calls is None else dict(sorted(calls.items())),
         notes=notes,
     )
     if controller.marker:

@@ -44,6 +44,8 @@ class PhaseResult:
     pods_pss: int | None = None  # bytes, PSS of the rkt/pod processes, batch Running (agent)
     peak_rss_pods: int | None = None  # bytes, their summed RSS at its peak (overcounts sharing)
     cpu_seconds: float | None = None  # controller + reaped children, over the batch
+    cpu_own_seconds: float | None = None  # the controller process alone, over the batch
+    rkt_calls: dict[str, int] | None = None  # rkt invocations over the batch, by subcommand
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -64,6 +66,28 @@ class PhaseResult:
     def writes_per_task(self) -> float:
         return self.controller_writes / self.tasks if self.tasks else math.nan
 
+    @property
+    def event_writes(self) -> int:
+        """Writes to events (any group): what the controller posted about the tasks."""
+        return sum(v for k, v in self.writes.items() if k.resource == "events")
+
+    @property
+    def object_writes(self) -> int:
+        """Writes to the RktTasks themselves (status subresource included), minus the
+        benchmark's own creates: finalizers, annotations, status patches."""
+        return self.controller_writes - self.event_writes
+
+    def per_task(self, value: float | None) -> float | None:
+        if value is None or not self.tasks:
+            return None
+        return value / self.tasks
+
+    @property
+    def rkt_calls_per_task(self) -> float | None:
+        if self.rkt_calls is None:
+            return None
+        return self.per_task(float(sum(self.rkt_calls.values())))
+
     def figures(self) -> dict[str, float | None]:
         """The comparable figures, in table order (``None`` when not measured)."""
         return {
@@ -72,9 +96,15 @@ class PhaseResult:
             "latency_p99_s": percentile(self.latencies, 99),
             "throughput_tasks_per_s": self.throughput,
             "api_writes_per_task": self.writes_per_task,
+            "object_writes_per_task": self.per_task(float(self.object_writes)),
+            "event_writes_per_task": self.per_task(float(self.event_writes)),
+            "rkt_calls_per_task": self.rkt_calls_per_task,
             "peak_rss_mib": self.peak_rss / MIB,
             "pods_pss_mib": None if self.pods_pss is None else self.pods_pss / MIB,
             "cpu_seconds": self.cpu_seconds,
+            "cpu_own_ms_per_task": None
+            if self.cpu_own_seconds is None
+            else 1000.0 * self.cpu_own_seconds / self.tasks,
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -90,6 +120,7 @@ class PhaseResult:
             "controller_writes": self.controller_writes,
             "bench_writes": self.bench_writes,
             "writes": {str(k): v for k, v in self.writes.items()},
+            "rkt_calls": self.rkt_calls,
             "latencies_s": sorted(self.latencies),
             "notes": self.notes,
         }
@@ -101,9 +132,13 @@ _ROWS = {
     "latency_p99_s": ("apply->Running p99", "s", 3),
     "throughput_tasks_per_s": ("throughput", "tasks/s", 1),
     "api_writes_per_task": ("API writes per task", "", 2),
+    "object_writes_per_task": ("  to the object", "", 2),
+    "event_writes_per_task": ("  events", "", 2),
+    "rkt_calls_per_task": ("rkt invocations per task", "", 2),
     "peak_rss_mib": ("peak RSS, controller", "MiB", 1),
     "pods_pss_mib": ("rkt pods, PSS at end", "MiB", 1),
     "cpu_seconds": ("CPU, controller + rkt cmds", "s", 1),
+    "cpu_own_ms_per_task": ("CPU per task, own process", "ms", 1),
 }
 
 
@@ -140,6 +175,11 @@ def render_text(agent: PhaseResult, floors: Sequence[PhaseResult], header: str) 
         lines.append(
             f"writes during '{p.name}' (benchmark's own creates: {p.bench_writes}): {parts}"
         )
+        if p.rkt_calls is not None:
+            calls = ", ".join(
+                f"{k} {v / p.tasks:.2f}" for k, v in p.rkt_calls.items()
+            )  # fmt: skip
+            lines.append(f"rkt invocations per task during '{p.name}': {calls or 'none'}")
         lines.extend(f"note ({p.name}): {n}" for n in p.notes)
     return "\n".join(lines)
 

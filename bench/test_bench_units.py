@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,6 +19,7 @@ from floor import running_status, selectors
 from phase import BATCH_LABEL, NODE_LABEL, task_manifest
 from report import PhaseResult, percentile, ratio, render_json, render_text
 from rkt_operator.model.status import RktTaskStatus
+from simnode import SimNode
 
 # Lines as kube-apiserver v1.36 prints them (captured), plus reads and another resource.
 METRICS = """\
@@ -139,3 +142,40 @@ def test_the_floor_writes_a_status_the_agents_model_accepts() -> None:
 def test_the_floor_selects_like_the_agent() -> None:
     assert selectors("n1", "field") == {"field_selector": "spec.nodeName=n1"}
     assert selectors("n1", "label") == {"label_selector": "rktoperator.io/node=n1"}
+
+
+def test_object_writes_and_events_are_counted_apart() -> None:
+    writes = {
+        WriteKey("POST", "rkttasks"): 4,
+        WriteKey("PATCH", "rkttasks"): 8,
+        WriteKey("PATCH", "rkttasks", "status"): 12,
+        WriteKey("POST", "events"): 10,
+    }
+    result = PhaseResult(
+        "agent", 4, [1.0] * 4, 2.0, writes, bench_writes=4, peak_rss=0,
+        cpu_own_seconds=0.2, rkt_calls={"list": 2, "prepare": 4, "status": 6},
+    )  # fmt: skip
+    figures = result.figures()
+    assert figures["object_writes_per_task"] == 5.0
+    assert figures["event_writes_per_task"] == 2.5
+    assert figures["api_writes_per_task"] == 7.5
+    assert figures["rkt_calls_per_task"] == 3.0
+    assert figures["cpu_own_ms_per_task"] == pytest.approx(50.0)
+    text = render_text(result, [], "h")
+    assert "rkt invocations per task during 'agent': list 0.50, prepare 1.00, status 1.50" in text
+
+
+def test_rkt_wrapper_counts_subcommands_and_runs_the_binary(tmp_path: Path) -> None:
+    real = tmp_path / "real-rkt"
+    real.write_text('#!/bin/sh\necho "$@" >> ' + str(tmp_path / "args") + "\n")
+    real.chmod(0o755)
+    node = SimNode(tmp_path / "node", rkt_sim=real)
+    node.write_wrapper()
+    for args in (["--dir=/x", "list", "--format=json"], ["status", "u1"], ["--debug", "status"]):
+        subprocess.run([str(node.rkt_path), *args], check=True)
+    assert node.calls() == {"list": 1, "status": 2}
+    assert (tmp_path / "args").read_text().splitlines() == [
+        "--dir=/x list --format=json",
+        "status u1",
+        "--debug status",
+    ]

@@ -10,27 +10,39 @@ and tears everything down, or with ``--keep`` leaves it all running and says how
 it. ``--stop DIR`` is that teardown: tasks deleted (their agents stop the pods), agents
 stopped, leftover pods removed, control plane stopped, directory removed.
 
-    python -m rkt_devkit.demo --assets DIR [--keep] [--dir DIR]
+    python -m rkt_devkit.demo --assets DIR [--keep] [--dir DIR] [--rkt RKT_BINARY]
     python -m rkt_devkit.demo --stop DIR
+
+With ``--rkt`` (``make demo RKT=real``) the nodes run real rkt (its host stage1, as root)
+instead of rkt-sim: the table shows the pods' real IPs (172.16.28.x) and the kv example is
+asked over HTTP on its host port. Both nodes share the host's network; each has its own
+rkt ``--dir`` and task root. A kv host port already taken on this host is replaced by a
+free one in the applied copy of the examples.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from rkt_devkit import cluster, demo_images
 from rkt_devkit.demo_nodes import NodeError, SimNode, stop_agent
 
 REPO = Path(__file__).resolve().parents[2]
+NSPAWN_DIR = REPO / "helm" / "node"  # the systemd-nspawn shim for real rkt's host stage1
 NODES = ("node-a", "node-b")
 STATE = "demo.json"
 
@@ -47,11 +59,22 @@ class DemoError(RuntimeError):
 class Demo:
     """One demo instance rooted at ``directory`` (which its state file describes)."""
 
-    def __init__(self, directory: Path, bin_dir: Path, kubectl: Path | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        bin_dir: Path,
+        kubectl: Path | None = None,
+        *,
+        rkt: Path | None = None,
+    ) -> None:
         self.dir = directory
         self.bin_dir = bin_dir
         self.kubectl_bin = kubectl
-        self.nodes = [SimNode(name, directory / name, bin_dir) for name in NODES]
+        self.rkt = rkt
+        self.nodes = [
+            SimNode(name, directory / name, bin_dir, real_rkt=rkt, nspawn_dir=NSPAWN_DIR)
+            for name in NODES
+        ]
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -68,6 +91,7 @@ class Demo:
         state = {
             "kubectl": str(self.kubectl_bin),
             "bin_dir": str(self.bin_dir),
+            "rkt": str(self.rkt) if self.rkt else None,
             "agents": {name: popen.pid for name, popen in self.agents.items()},
             **extra,
         }
@@ -76,7 +100,8 @@ class Demo:
     @classmethod
     def load(cls, directory: Path) -> tuple[Demo, dict[str, Any]]:
         state = json.loads((directory / STATE).read_text())
-        demo = cls(directory, Path(state["bin_dir"]), Path(state["kubectl"]))
+        rkt = Path(state["rkt"]) if state.get("rkt") else None
+        demo = cls(directory, Path(state["bin_dir"]), Path(state["kubectl"]), rkt=rkt)
         return demo, state
 
     # ----- kubectl ----------------------------------------------------------------------------
@@ -119,7 +144,8 @@ class Demo:
             self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest))
 
     def prepare_images(self, examples: Path) -> None:
-        say("[3/6] building the example images and fetching them into each node's rkt store")
+        runtime = f"real rkt ({self.rkt})" if self.rkt else "rkt-sim"
+        say(f"[3/6] building the example images and fetching them into each node's {runtime} store")
         images = demo_images.build(self.dir / "images")
         for node in self.nodes:
             node.prepare()
@@ -173,6 +199,22 @@ class Demo:
 
     def table(self) -> str:
         return self.kubectl("get", "rkttasks", "-A", "-o", "wide").stdout
+
+    def ask_services(self) -> None:
+        """GET / on every host port of every Running task, from this host: the app answers
+        through rkt's port forwarding."""
+        tasks = json.loads(self.kubectl("get", "rkttasks", "-A", "-o", "json").stdout)
+        for task in tasks["items"]:
+            status = task.get("status") or {}
+            if status.get("phase") != "Running":
+                continue
+            for port in task["spec"].get("ports") or []:
+                host_port = port.get("hostPort")
+                if not host_port:
+                    continue
+                url = f"http://127.0.0.1:{host_port}/"
+                say(f"$ GET {url}   # {task['metadata']['name']}, pod IP {status.get('ip')}")
+                say(f"      {_http_get(url)}")
 
     def report_failure(self) -> None:
         say("\nthe demo failed; the tasks and the last lines of each agent's log:")
@@ -229,15 +271,69 @@ def _judge(task: dict[str, Any]) -> tuple[str, str]:
     return "waiting", text
 
 
+def _http_get(url: str) -> str:
+    """The status line of one HTTP GET (any status is an answer), or why there was none."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - our own URL
+            return f"HTTP {reply.status} {reply.reason}: the app answered"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}: the app answered"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"no answer: {exc}"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))  # noqa: S104 - a probe, closed at once
+        except OSError:
+            return False
+    return True
+
+
+def _examples_with_free_ports(examples: Path, directory: Path) -> Path:
+    """``examples`` itself, or a copy in which every hostPort that is taken on this host
+    is replaced by a free one (real rkt forwards host ports on the real host)."""
+    changed = False
+    docs_by_file: dict[str, list[Any]] = {}
+    for path in sorted(examples.glob("*.yaml")):
+        docs = list(yaml.safe_load_all(path.read_text()))
+        for doc in docs:
+            if not isinstance(doc, dict) or doc.get("kind") != "RktTask":
+                continue
+            for port in doc["spec"].get("ports") or []:
+                if port.get("hostPort") and not _port_free(int(port["hostPort"])):
+                    new = _free_port()
+                    say(f"      host port {port['hostPort']} is taken here: {new} instead")
+                    port["hostPort"] = new
+                    changed = True
+        docs_by_file[path.name] = docs
+    if not changed:
+        return examples
+    copy = directory / "examples"
+    copy.mkdir(parents=True, exist_ok=True)
+    for name, docs in docs_by_file.items():
+        (copy / name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return copy
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def run(assets: Path, directory: Path, examples: Path, *, keep: bool, timeout: float) -> int:
+def run(
+    assets: Path,
+    directory: Path,
+    examples: Path,
+    *,
+    keep: bool,
+    timeout: float,
+    rkt: Path | None = None,
+) -> int:
     bin_dir = Path(sys.executable).parent
-    demo = Demo(directory, bin_dir, assets / "kubectl")
+    demo = Demo(directory, bin_dir, assets / "kubectl", rkt=rkt)
     directory.mkdir(parents=True, exist_ok=True)
     demo.save()
     ok = False
@@ -245,11 +341,15 @@ def run(assets: Path, directory: Path, examples: Path, *, keep: bool, timeout: f
         demo.start_cluster(assets)
         demo.register_nodes()
         demo.prepare_images(examples)
+        if rkt is not None:
+            examples = _examples_with_free_ports(examples, directory)
         demo.start_agents()
         demo.apply_examples(examples)
         demo.wait_for_tasks(timeout)
         say("\n$ kubectl get rkttasks -A -o wide")
         say(demo.table())
+        if rkt is not None:
+            demo.ask_services()
         ok = True
     except (DemoError, NodeError, demo_images.ImageError, OSError) as exc:
         say(f"\nerror: {exc}")
@@ -292,15 +392,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=Path, default=REPO / "examples")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for tasks")
     parser.add_argument("--stop", type=Path, metavar="DIR", help="stop a demo left by --keep")
+    parser.add_argument(
+        "--rkt", type=Path, metavar="BINARY", help="real rkt for the nodes instead of rkt-sim"
+    )
     args = parser.parse_args(argv)
     if args.stop is not None:
         return stop(args.stop.resolve())
     if args.assets is None:
         parser.error("--assets is required (make demo passes it)")
     directory = (args.dir or Path(tempfile.mkdtemp(prefix="rkt-operator-demo-"))).resolve()
+    rkt = args.rkt.resolve() if args.rkt else None
+    if rkt is not None and os.geteuid() == 0:
+        # rkt warns on every command without an "rkt" group; harmless, but noisy.
+        subprocess.run(["groupadd", "-f", "rkt"], capture_output=True, check=False)
     return run(
         args.assets.resolve(), directory, args.examples.resolve(), keep=args.keep,
-        timeout=args.timeout,
+        timeout=args.timeout, rkt=rkt,
     )  # fmt: skip
 
 
