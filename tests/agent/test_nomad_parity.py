@@ -1,7 +1,8 @@
 """Behaviours the Nomad driver had that an outside check found missing or contradicting the
 README, checked through a real agent on the simulator: a task whose mapped ports never get
 an address is refused for good (no second prepare, no pod left behind); every task gets the
-task environment (directories and identity) that spec.env can override; ``rkt-operator
+task environment (directories and identity) that spec.env can override; a pod the agent
+stops says so, with the signal, rather than a plain exit code 0; ``rkt-operator
 exec`` forwards stdin, keeps stdout and stderr apart and has a TTY mode."""
 
 from __future__ import annotations
@@ -150,3 +151,22 @@ def test_every_task_gets_its_directories_and_identity_and_spec_env_wins(
     assert seen["RKT_NODE_NAME"] == sim_node.name
     assert seen["RKT_TASK_DIR"] == "/overridden"  # spec.env wins
     assert seen["OWN"] == "x"
+
+
+def test_a_pod_the_agent_had_to_kill_says_sigkill_not_a_plain_exit(
+    kubectl: Kubectl,
+    namespace: str,
+    sim_node: SimNode,
+    start_agent: StartAgent,
+    images: dict[str, Path],
+) -> None:
+    start_agent(sim_node)
+    failing = {"exec": {"command": ["/bin/false"]}, "periodSeconds": 1, "failureThreshold": 1}
+    spec = {"livenessProbe": failing, "restartPolicy": "Never", "killTimeoutSeconds": 1}
+    # The app ignores SIGTERM: rkt stop is not enough, the agent forces it after 1 s.
+    apply(kubectl, namespace, task("deaf", sim_node.name, images["stubborn"], **spec))
+    done = wait_task(kubectl, namespace, "deaf", phase_is("Failed"), what="Failed")
+    assert done["status"]["stopSignal"] == "SIGKILL"
+    message = condition(done, "Stalled")["message"]
+    assert "the agent killed it with SIGKILL (rkt stop --force, after the kill timeout)" in message
+    assert done["status"]["message"] == message

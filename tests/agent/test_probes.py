@@ -174,8 +174,11 @@ def test_liveness_failure_fails_the_task_with_restart_policy_never(
     assert stalled["reason"] == "LivenessProbeFailed"
     assert stalled["message"] == (
         f"pod {uuid} was stopped: LivenessProbeFailed: the liveness probe failed 2 times "
-        "in a row (exit code 1)"
+        "in a row (exit code 1); the agent stopped it with SIGTERM (rkt stop), rkt reported "
+        "exit code 0"
     )
+    # rkt says 0 for an app it stopped: the status says who stopped it and how.
+    assert done["status"]["stopSignal"] == "SIGTERM"
     assert condition(done, "Ready")["status"] == "False"
     assert condition(done, "Reconciling")["status"] == "False"
     assert done["status"]["restarts"] == 0

@@ -45,6 +45,7 @@ async def test_graceful_stop(
     assert observed.finished
     assert not observed.running
     assert observed.exit_code == 0  # apps ended by a graceful shutdown record 0
+    assert observed.stop_signal == "SIGTERM"  # ... so the agent remembers it stopped it
     # Stopping again, or stopping a pod rkt never heard of, is fine.
     await executor.stop(pod.uuid, kill_timeout=30)
     await executor.stop("0badc0de-0000-4000-8000-000000000000", kill_timeout=30)
@@ -70,6 +71,7 @@ async def test_pod_ignoring_stop_is_force_killed(
     app_codes = [a.exit_code for a in (await executor.rkt.status(pod.uuid)).apps]
     assert observed.exit_code == (app_codes[0] if app_codes[0] is not None else 137)
     assert observed.finished_at is not None
+    assert observed.stop_signal == "SIGKILL"
 
 
 async def test_kill_timeout_is_capped_by_the_node(
@@ -104,6 +106,7 @@ async def test_remove(executor: Executor, settings: Settings, images: dict[str, 
     root = make_plan(settings, identity(), images["sleeper"]).dirs.root
     assert not files.exit_file(root, pod.uuid).exists()
     assert not files.launch_marker(root, pod.uuid).exists()
+    assert not files.stop_file(root, pod.uuid).exists()
     await executor.remove(pod.uuid)  # idempotent
 
 
@@ -154,6 +157,7 @@ async def test_exit_code_falls_back_to_the_supervisor_record(
     status = await rkt.status(pod.uuid)
     assert all(app.exit_code is None for app in status.apps)
     assert observed.exit_code == 137
+    assert observed.stop_signal is None  # stopped behind the agent's back: not its stop
 
 
 async def test_stats_of_a_running_pod(

@@ -325,3 +325,46 @@ def test_failing_after_a_liveness_kill_says_so_and_keeps_saying_it() -> None:
 )
 def test_probe_changes_are_live(old: dict[str, Any], new: dict[str, Any], live: bool) -> None:
     assert taskstate.live_only_change(old, new) is live
+
+
+def test_a_pod_the_agent_stopped_says_so_with_its_signal_and_keeps_it() -> None:
+    decision = plan.Decision(
+        reason=Reason.REPORT_EXIT, state=State.FAILED, pod_uuid="a", exit_code=0, finished_at=T0
+    )
+    stopped = replace(POD, state="exited", running=False, finished=True, exit_code=0,
+                      stop_signal="SIGTERM")  # fmt: skip
+    summary, facts = taskstate.describe(
+        decision, spec=SPEC, pod=stopped, previous={}, backoff=BACKOFF, killed=LIVENESS
+    )
+    assert facts.stop_signal == "SIGTERM"
+    assert summary.message.endswith(
+        "; the agent stopped it with SIGTERM (rkt stop), rkt reported exit code 0"
+    )
+    status = c.build_status(summary, facts, previous=None, generation=1, now=T0)
+    c.validate(status)
+    assert (status["exitCode"], status["stopSignal"]) == (0, "SIGTERM")
+    # After an agent restart (the pod gone from rkt, the probe's verdict forgotten) the
+    # status keeps the signal and says it once.
+    again, facts2 = taskstate.describe(
+        decision, spec=SPEC, pod=None, previous=status, backoff=BACKOFF
+    )
+    assert facts2.stop_signal == "SIGTERM"
+    assert again.message == summary.message
+
+
+def test_a_forced_stop_says_sigkill_and_an_app_that_ended_by_itself_says_nothing() -> None:
+    decision = plan.Decision(
+        reason=Reason.REPORT_EXIT, state=State.FAILED, pod_uuid="a", exit_code=137, finished_at=T0
+    )
+    killed = replace(POD, running=False, finished=True, exit_code=137, stop_signal="SIGKILL")
+    summary, _ = taskstate.describe(
+        decision, spec=SPEC, pod=killed, previous={}, backoff=BACKOFF, killed=LIVENESS
+    )
+    assert summary.message.endswith(
+        "; the agent killed it with SIGKILL (rkt stop --force, after the kill timeout), rkt "
+        "reported exit code 137"
+    )
+    ended = replace(POD, running=False, finished=True, exit_code=137)
+    plain, facts = taskstate.describe(decision, spec=SPEC, pod=ended, previous={}, backoff=BACKOFF)
+    assert facts.stop_signal is None
+    assert plain.message == "pod a failed with exit code 137"

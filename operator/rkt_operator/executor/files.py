@@ -9,6 +9,10 @@ Per pod, in the task's root directory (``TaskDirs.root``):
   supervisor. A cache: ``rkt status`` (``apps[].exit_code``) wins when it knows.
 - ``<uuid>.logs.json``: the log rotation limits of the pod (written at launch, rewritten by
   the agent when ``spec.logs`` changes; its supervisor re-reads it).
+- ``<uuid>.stop``: written by the agent when it stops the pod: the signal it ended with
+  (``SIGTERM`` for ``rkt stop``, ``SIGKILL`` once ``rkt stop --force`` was needed), so that
+  the pod's end is reported as a stop, also after an agent restart. rkt itself reports an
+  app stopped by ``rkt stop`` as exit code 0 (and none after a forced stop).
 
 The rkt process's output (app output and rkt diagnostics) goes to
 ``alloc/logs/<uuid>.stdout.0`` / ``<uuid>.stderr.0`` of the task's directory, rotated as
@@ -67,9 +71,18 @@ def lock_file(task_root: Path, uid: str) -> Path:
     return task_root / ".locks" / (re.sub(r"[^A-Za-z0-9-]", "_", uid)[:128] + ".lock")
 
 
+def stop_file(root: Path, uuid: str) -> Path:
+    return root / f"{uuid}.stop"
+
+
 def pod_files(root: Path, uuid: str) -> list[Path]:
     """The supervisor files of one pod (logs excluded)."""
-    return [launch_marker(root, uuid), exit_file(root, uuid), log_limits_file(root, uuid)]
+    return [
+        launch_marker(root, uuid),
+        exit_file(root, uuid),
+        log_limits_file(root, uuid),
+        stop_file(root, uuid),
+    ]
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,22 @@ def read_exit(path: Path) -> ExitRecord | None:
     if finished.tzinfo is None:
         finished = finished.replace(tzinfo=UTC)
     return ExitRecord(returncode=rc, finished_at=finished)
+
+
+STOP_SIGNALS = ("SIGTERM", "SIGKILL")
+
+
+def write_stop(path: Path, signal_name: str) -> None:
+    """Record that the agent stopped the pod, and with which signal."""
+    record = {"signal": signal_name, "at": datetime.now(UTC).isoformat()}
+    write_atomic(path, json.dumps(record).encode())
+
+
+def read_stop(path: Path) -> str | None:
+    """The signal the agent stopped the pod with, or None (not stopped by the agent)."""
+    data = _read_json(path)
+    signal_name = data.get("signal") if data is not None else None
+    return signal_name if isinstance(signal_name, str) and signal_name in STOP_SIGNALS else None
 
 
 def write_log_limits(path: Path, limits: logrotate.LogLimits) -> None:

@@ -246,16 +246,19 @@ class Executor:
         identity = identity_from(status.annotations())
         exit_code: int | None = None
         finished_at: datetime | None = None
+        stop_signal: str | None = None
         if status.finished:
             codes = [a.exit_code for a in status.apps if a.exit_code is not None]
             exit_code = next((c for c in codes if c != 0), codes[0] if codes else None)
             finished_at = max((a.finished_at for a in status.apps if a.finished_at), default=None)
-            if (exit_code is None or finished_at is None) and identity is not None:
+            if identity is not None:
                 root = TaskDirs.for_task(self.settings.task_root, identity).root
-                record = files.read_exit(files.exit_file(root, status.uuid))
-                if record is not None:
-                    exit_code = record.exit_code if exit_code is None else exit_code
-                    finished_at = finished_at or record.finished_at
+                stop_signal = files.read_stop(files.stop_file(root, status.uuid))
+                if exit_code is None or finished_at is None:
+                    record = files.read_exit(files.exit_file(root, status.uuid))
+                    if record is not None:
+                        exit_code = record.exit_code if exit_code is None else exit_code
+                        finished_at = finished_at or record.finished_at
         return PodObservation(
             uuid=status.uuid,
             identity=identity,
@@ -268,6 +271,7 @@ class Executor:
             started_at=status.started_at,
             finished_at=finished_at,
             port_map=dict(port_map or {}),
+            stop_signal=stop_signal,
         )
 
     async def list_pods(self) -> list[PodObservation]:
@@ -327,6 +331,9 @@ class Executor:
         rule (``argv.kill_timeout``: at least 1 s, at most the node maximum) is applied here
         and nowhere else. Idempotent: an already-stopped, never-started or unknown pod is fine."""
         grace = argv.kill_timeout(kill_timeout, self.settings.max_kill_timeout_seconds)
+        before = await self.observe(uuid)
+        if before is None or before.finished:
+            return  # unknown, or it ended by itself: not a stop by the agent
         try:
             await self.rkt.stop(uuid)
         except errors.PodNotFound:
@@ -336,14 +343,24 @@ class Executor:
             if observed is None or not observed.running:
                 return  # prepared (never ran) or being prepared: nothing to stop
             await self.rkt.stop(uuid)
+        self._record_stop(before, "SIGTERM")
         if await self._wait_finished(uuid, grace):
             log.info("pod stopped uuid=%s", uuid)
             return
         log.warning("pod ignored stop, killing uuid=%s kill_timeout=%s", uuid, grace)
+        self._record_stop(before, "SIGKILL")
         with contextlib.suppress(errors.PodNotFound, errors.PodWrongState):
             await self.rkt.stop(uuid, force=True)
         if not await self._wait_finished(uuid, FORCE_WAIT_SECONDS):
             raise errors.RktError(f"pod {uuid} still running after rkt stop --force")
+
+    def _record_stop(self, pod: PodObservation, signal_name: str) -> None:
+        """Remember that the agent ended ``pod`` and how (``files.stop_file``)."""
+        if pod.identity is None:
+            return
+        root = TaskDirs.for_task(self.settings.task_root, pod.identity).root
+        with contextlib.suppress(OSError):  # a report detail: never fail a stop for it
+            files.write_stop(files.stop_file(root, pod.uuid), signal_name)
 
     async def _wait_finished(self, uuid: str, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

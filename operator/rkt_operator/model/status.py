@@ -100,6 +100,13 @@ class RktTaskStatus(KubeModel):
     exit_code: int | None = Field(
         None, ge=-(2**31), le=2**31 - 1, description="Exit code of the app's last run."
     )
+    stop_signal: Literal["SIGTERM", "SIGKILL"] | None = Field(
+        None,
+        description="Set when the agent stopped the last pod (liveness probe, replacement): "
+        "SIGTERM for rkt stop, SIGKILL when rkt stop --force was needed after "
+        "killTimeoutSeconds. rkt reports an app stopped with SIGTERM as exit code 0; this "
+        "says it did not finish by itself.",
+    )
     restarts: int = Field(0, ge=0, description="How many times the agent restarted the pod.")
     started_at: AwareDatetime | None = Field(
         None, strict=False, description="When the current pod started."

@@ -33,7 +33,7 @@ Current. Nothing here reads a clock or talks to Kubernetes: callers pass ``now``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +88,7 @@ OWNED_KEYS = (
     "startedAt",
     "finishedAt",
     "exitCode",
+    "stopSignal",
     "restarts",
 )
 
@@ -220,6 +221,19 @@ def backing_off(
     )
 
 
+def stopped_by_agent(summary: Summary, signal_name: str, exit_code: int | None) -> Summary:
+    """``summary`` of a pod the agent stopped, saying so: rkt reports a pod stopped with
+    SIGTERM as exit code 0, which alone reads as if the app had finished."""
+    if signal_name == "SIGKILL":
+        how = "the agent killed it with SIGKILL (rkt stop --force, after the kill timeout)"
+    else:
+        how = "the agent stopped it with SIGTERM (rkt stop)"
+    if how in summary.message:  # kept from an earlier status that said it already
+        return summary
+    code = "no exit code" if exit_code is None else f"exit code {exit_code}"
+    return replace(summary, message=f"{summary.message}; {how}, rkt reported {code}")
+
+
 def stalled(reason: str, message: str, *, field: str | None = None) -> Summary:
     """A problem that retrying the same spec cannot fix (invalid spec, prepare refused)."""
     text = f"{field}: {message}" if field and not message.startswith(field) else message
@@ -285,6 +299,7 @@ class PodFacts:
     finished_at: datetime | None = None
     exit_code: int | None = None
     restarts: int = 0
+    stop_signal: str | None = None  # the agent stopped the pod: SIGTERM, or SIGKILL if forced
 
 
 def build_status(
@@ -319,6 +334,7 @@ def build_status(
         "startedAt": format_time(pod.started_at) if pod.started_at else None,
         "finishedAt": format_time(pod.finished_at) if pod.finished_at else None,
         "exitCode": pod.exit_code,
+        "stopSignal": pod.stop_signal,
     }
     status.update({k: v for k, v in optional.items() if v is not None})
     return {k: v for k, v in status.items() if v is not None}

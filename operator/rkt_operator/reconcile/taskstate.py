@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -155,7 +156,12 @@ def facts_from_status(status: Mapping[str, Any]) -> c.PodFacts:
         finished_at=c.parse_time(status.get("finishedAt")),
         exit_code=_int(status.get("exitCode")),
         restarts=_int(status.get("restarts")) or 0,
+        stop_signal=_stop_signal(status.get("stopSignal")),
     )
+
+
+def _stop_signal(value: object) -> str | None:
+    return value if isinstance(value, str) and value in ("SIGTERM", "SIGKILL") else None
 
 
 def port_entries(spec: RktTaskSpec, port_map: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -212,34 +218,54 @@ def describe(
         return c.not_ready(decision.pod_uuid, facts.ip, detail), facts
     liveness = (killed.failures, killed.detail) if killed else None
     if state in (plan.State.SUCCEEDED, plan.State.FAILED, plan.State.BACKOFF):
-        # The address the pod had stays in status after it ended, as a Pod's podIP does.
-        facts = replace(
-            base,
-            ip=(pod.ip if pod else None) or kept.ip,
-            started_at=started_at,
-            finished_at=decision.finished_at,
-            exit_code=decision.exit_code,
-        )
-        if state is plan.State.SUCCEEDED:
-            return c.succeeded(decision.pod_uuid), facts
-        if state is plan.State.FAILED:
-            lost = decision.reason is plan.Reason.POD_LOST or (
-                decision.reason is plan.Reason.WAIT
-                and (c.condition(previous, c.STALLED) or {}).get("reason") == c.POD_LOST
-            )
-            if liveness is None and same_pod and _stopped_for_liveness(previous):
-                # Said before the agent restarted (the probe's detail is gone): keep it.
-                summary = c.failed(decision.pod_uuid, decision.exit_code)
-                message = str(previous.get("message") or summary.message)
-                return replace(summary, reason=c.LIVENESS_PROBE_FAILED, message=message), facts
-            summary = c.failed(decision.pod_uuid, decision.exit_code, lost=lost, liveness=liveness)
-            return summary, facts
-        delay = backoff.delay(decision.backoff_step)
-        summary = c.backing_off(decision.exit_code, delay, decision.restarts, liveness=liveness)
+        summary, facts = _ended(decision, pod, previous, kept, base, started_at, backoff, liveness)
+        if facts.stop_signal:
+            summary = c.stopped_by_agent(summary, facts.stop_signal, facts.exit_code)
         return summary, facts
     # Pending: a start is under way (or has to be retried).
     facts = replace(base, exit_code=decision.exit_code)
     return c.preparing(decision.pod_uuid), facts
+
+
+def _ended(
+    decision: plan.Decision,
+    pod: PodObservation | None,
+    previous: Mapping[str, Any],
+    kept: c.PodFacts,
+    base: c.PodFacts,
+    started_at: datetime | None,
+    backoff: plan.Backoff,
+    liveness: tuple[int, str] | None,
+) -> tuple[c.Summary, c.PodFacts]:
+    """Summary and facts of a pod that ended (Succeeded, Failed, or waiting to restart)."""
+    state = decision.state
+    same_pod = kept.uuid is not None and kept.uuid == decision.pod_uuid
+    # The address the pod had stays in status after it ended, as a Pod's podIP does.
+    facts = replace(
+        base,
+        ip=(pod.ip if pod else None) or kept.ip,
+        started_at=started_at,
+        finished_at=decision.finished_at,
+        exit_code=decision.exit_code,
+        stop_signal=(pod.stop_signal if pod else None) or kept.stop_signal,
+    )
+    if state is plan.State.SUCCEEDED:
+        return c.succeeded(decision.pod_uuid), facts
+    if state is plan.State.FAILED:
+        lost = decision.reason is plan.Reason.POD_LOST or (
+            decision.reason is plan.Reason.WAIT
+            and (c.condition(previous, c.STALLED) or {}).get("reason") == c.POD_LOST
+        )
+        if liveness is None and same_pod and _stopped_for_liveness(previous):
+            # Said before the agent restarted (the probe's detail is gone): keep it.
+            summary = c.failed(decision.pod_uuid, decision.exit_code)
+            message = str(previous.get("message") or summary.message)
+            return replace(summary, reason=c.LIVENESS_PROBE_FAILED, message=message), facts
+        summary = c.failed(decision.pod_uuid, decision.exit_code, lost=lost, liveness=liveness)
+        return summary, facts
+    delay = backoff.delay(decision.backoff_step)
+    summary = c.backing_off(decision.exit_code, delay, decision.restarts, liveness=liveness)
+    return summary, facts
 
 
 def _stopped_for_liveness(status: Mapping[str, Any]) -> bool:

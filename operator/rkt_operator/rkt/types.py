@@ -113,3 +113,6 @@ class PodObservation:
     started_at: datetime | None
     finished_at: datetime | None
     port_map: Mapping[str, int] = field(default_factory=dict)
+    # The signal the agent stopped the pod with (SIGTERM, or SIGKILL when forced), when the
+    # agent stopped it; None when the app ended by itself.
+    stop_signal: str | None = None
