@@ -33,6 +33,7 @@ from rkt_operator import (
     fingerprint,
     kopfapp,
     kubeapi,
+    logconfig,
     nodecmds,
     orphans,
     settings,
@@ -237,6 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not agent.node_name:
         sys.stderr.write("rkt-operator: no node name: pass --node-name or set NODE_NAME\n")
         return 2
-    kopfapp.setup_logging(agent.log_format, agent.log_level)
+    logconfig.setup_logging(agent.log_format, agent.log_level)
     kopfapp.run(agent)
     return 0

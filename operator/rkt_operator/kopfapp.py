@@ -1,5 +1,7 @@
-"""The kopf wiring of one node's agent: registry, operator settings, start-up and shutdown,
-the periodic node fingerprint, the liveness probes and the metrics endpoint.
+"""The kopf wiring of one node's agent, and nothing else: registry, operator settings, login,
+start-up and shutdown (which start and stop the fingerprint loop of ``fingerprinter`` and
+the metrics endpoint), kopf's liveness probe, the handlers' registration. Log set-up is in
+``logconfig``.
 
 - Standalone (no peering: every node's agent owns a disjoint set of tasks).
 - Only this node's tasks are watched, filtered by the API server: a field selector on
@@ -26,18 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from rkt_operator import apiaccess, fingerprint, handlers, kubeapi
+from rkt_operator import apiaccess, fingerprinter, handlers, kubeapi
 from rkt_operator.executor.service import Executor
+from rkt_operator.metrics import server
 from rkt_operator.metrics.collector import AgentMetrics, Exporter, PodSampler
-from rkt_operator.metrics.server import MetricsServer
 from rkt_operator.reconcile.reconciler import Reconciler
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import InClusterAccess, Settings, in_cluster_access
@@ -79,82 +78,6 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
     kopf_settings.posting.reporting_instance = node
     kopf_settings.scanning.disabled = not any(_is_pattern(ns) for ns in settings.namespaces)
     kopf_settings.execution.default_backoff = settings.restart_backoff_seconds
-
-
-@dataclass
-class FingerprintState:
-    """The latest fingerprint, for the liveness probe and the Node labels."""
-
-    result: fingerprint.Fingerprint | None = None
-    taken_at: float = 0.0
-    published: dict[str, str | None] = field(default_factory=dict)
-    node_missing: bool = False
-    task: asyncio.Task[None] | None = None
-
-    def probe(self) -> dict[str, Any]:
-        if self.result is None:
-            return {"healthy": None, "description": "not fingerprinted yet"}
-        return {
-            "healthy": self.result.healthy,
-            "detected": self.result.detected,
-            "description": self.result.description,
-            "age_seconds": round(time.monotonic() - self.taken_at, 1),
-        }
-
-
-async def refresh_fingerprint(
-    state: FingerprintState, *, settings: Settings, rkt: RktCli, api: kubeapi.KubeApi
-) -> None:
-    """Fingerprint once; publish the labels on this node's Node when they changed."""
-    result = await fingerprint.fingerprint(settings, rkt)
-    changed = state.result is None or state.result.healthy != result.healthy
-    state.result, state.taken_at = result, time.monotonic()
-    if changed:
-        level = logging.INFO if result.healthy else logging.WARNING
-        log.log(level, "fingerprint healthy=%s: %s", result.healthy, result.description)
-    if not settings.publish_fingerprint:
-        return
-    labels = fingerprint.node_labels(result)
-    if labels == state.published:
-        return
-    try:
-        found = await api.label_node(settings.node_name, labels)
-    except Exception as exc:  # noqa: BLE001 - publishing is best effort, retried next round
-        log.warning("could not label node %s: %s", settings.node_name, exc)
-        return
-    if not found:
-        if not state.node_missing:
-            log.warning("node %s not found: fingerprint labels not published", settings.node_name)
-        state.node_missing = True
-        return
-    state.node_missing = False
-    state.published = dict(labels)
-    log.info("node %s labelled: %s", settings.node_name, labels)
-
-
-async def _fingerprint_loop(
-    state: FingerprintState, *, settings: Settings, rkt: RktCli, api: kubeapi.KubeApi
-) -> None:
-    while True:
-        try:
-            await refresh_fingerprint(state, settings=settings, rkt=rkt, api=api)
-        except Exception:  # the loop must outlive one bad round
-            log.exception("fingerprint round failed")
-        await asyncio.sleep(settings.fingerprint_interval_seconds)
-
-
-async def start_metrics(endpoint: str, exporter: Exporter) -> MetricsServer | None:
-    """Serve the exporter at ``endpoint`` (empty: not at all). A bind failure (port taken)
-    is logged and the agent goes on without metrics."""
-    if not endpoint:
-        return None
-    server = MetricsServer(endpoint, exporter.render)
-    try:
-        await server.start()
-    except OSError as exc:
-        log.error("metrics endpoint %s not served: %s", endpoint, exc)
-        return None
-    return server
 
 
 def login_in_cluster(access: InClusterAccess, token: apiaccess.TokenFile) -> kopf.ConnectionInfo:
@@ -214,12 +137,14 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             diffbase=settings.persistence.diffbase_storage,
             metrics=metrics,
         )
-        state = FingerprintState()
+        state = fingerprinter.FingerprintState()
         memo.fingerprint = state
         memo.exporter = Exporter(metrics, PodSampler(executor), fingerprint=lambda: state.result)
-        memo.metrics_server = await start_metrics(agent_settings.metrics_endpoint, memo.exporter)
+        memo.metrics_server = await server.start_metrics(
+            agent_settings.metrics_endpoint, memo.exporter.render
+        )
         state.task = asyncio.create_task(
-            _fingerprint_loop(state, settings=agent_settings, rkt=rkt, api=api),
+            fingerprinter.loop(state, settings=agent_settings, rkt=rkt, api=api),
             name="fingerprint",
         )
         log.info(
@@ -231,14 +156,14 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry, id="stop-agent")
     async def stop_agent(memo: kopf.Memo, **_: Any) -> None:
-        state: FingerprintState | None = getattr(memo, "fingerprint", None)
+        state: fingerprinter.FingerprintState | None = getattr(memo, "fingerprint", None)
         if state is not None and state.task is not None:
             state.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state.task
-        server: MetricsServer | None = getattr(memo, "metrics_server", None)
-        if server is not None:
-            await server.stop()
+        metrics_server: server.MetricsServer | None = getattr(memo, "metrics_server", None)
+        if metrics_server is not None:
+            await metrics_server.stop()
         exporter: Exporter | None = getattr(memo, "exporter", None)
         if exporter is not None:
             await exporter.sampler.close()
@@ -246,7 +171,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.probe(registry=registry, id="rkt")
     async def rkt_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-        state: FingerprintState | None = getattr(memo, "fingerprint", None)
+        state: fingerprinter.FingerprintState | None = getattr(memo, "fingerprint", None)
         return state.probe() if state is not None else {"healthy": None}
 
     agent_settings = settings
@@ -272,60 +197,6 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         when=probed_on_this_node,
     )(handlers.probe)
     return registry
-
-
-class KeyValueFormatter(logging.Formatter):
-    """``time=... level=... logger=... object=ns/name msg="..."``: one line per record,
-    the object only when kopf's per-object logger adds it."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        ref = getattr(record, "k8s_ref", None)
-        fields = [
-            ("time", self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z")),
-            ("level", record.levelname),
-            ("logger", record.name),
-        ]
-        if isinstance(ref, dict) and ref.get("name"):
-            obj = f"{ref.get('namespace')}/{ref['name']}" if ref.get("namespace") else ref["name"]
-            fields.append(("object", str(obj)))
-        fields.append(("msg", record.getMessage()))
-        line = " ".join(f"{k}={json.dumps(v) if _needs_quotes(v) else v}" for k, v in fields)
-        if record.exc_info:
-            line += " exc=" + json.dumps(self.formatException(record.exc_info))
-        return line
-
-
-def _needs_quotes(value: str) -> bool:
-    return not value or any(ch.isspace() or ch in '"=' for ch in value)
-
-
-class RoutineFilter(logging.Filter):
-    """Drops kopf's line for every successful resync or probe tick (one per task every few
-    seconds, or every second): the timers' outcome is already visible in the status and
-    events."""
-
-    ROUTINE = frozenset({"Timer 'resync' succeeded.", "Timer 'probe' succeeded."})
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            record.name == "kopf.objects"
-            and record.levelno == logging.INFO
-            and record.getMessage() in self.ROUTINE
-        )
-
-
-def setup_logging(log_format: str, level: str) -> None:
-    """JSON lines (kopf's formatter, the object under "object") or key=value text."""
-    if log_format == "json":
-        kopf.configure(log_format=kopf.LogFormat.JSON, log_refkey="object")
-    else:
-        kopf.configure(log_format=kopf.LogFormat.PLAIN)
-    for handler in logging.getLogger().handlers:
-        if log_format != "json":
-            handler.setFormatter(KeyValueFormatter())
-        if level != "DEBUG":
-            handler.addFilter(RoutineFilter())
-    logging.getLogger().setLevel(level)
 
 
 def run(settings: Settings) -> None:

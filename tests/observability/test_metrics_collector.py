@@ -12,8 +12,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from rkt_operator import kopfapp
 from rkt_operator.executor.service import Executor
+from rkt_operator.metrics import server as server_module
 from rkt_operator.metrics.collector import AgentMetrics, Exporter, PodSampler
 from rkt_operator.metrics.exposition import CONTENT_TYPE
 from rkt_operator.metrics.server import MetricsServer
@@ -109,6 +109,8 @@ async def test_a_taken_port_is_logged_not_fatal(executor: Executor) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = await kopfapp.start_metrics(f"http://127.0.0.1:{port}/metrics", exporter)
+        server = await server_module.start_metrics(
+            f"http://127.0.0.1:{port}/metrics", exporter.render
+        )
     assert server is None
-    assert await kopfapp.start_metrics("", exporter) is None
+    assert await server_module.start_metrics("", exporter.render) is None

@@ -13,7 +13,8 @@ from typing import Any
 import kopf
 import pytest
 
-from rkt_operator import cli, errors, handlers, kopfapp
+import rkt_operator
+from rkt_operator import cli, errors, handlers, kopfapp, logconfig
 from rkt_operator.settings import Settings
 
 SETTINGS = Settings(node_name="node-a", restart_backoff_seconds=2, restart_backoff_max_seconds=30)
@@ -114,7 +115,7 @@ def test_caught_up_follows_the_diff_base() -> None:
 
 
 def test_key_value_log_lines() -> None:
-    formatter = kopfapp.KeyValueFormatter()
+    formatter = logconfig.KeyValueFormatter()
     record = logging.LogRecord(
         "kopf.objects", logging.INFO, __file__, 1, "pod %s up", ("ab",), None
     )
@@ -126,7 +127,7 @@ def test_key_value_log_lines() -> None:
 
 
 def test_routine_timer_lines_are_dropped() -> None:
-    routine = kopfapp.RoutineFilter()
+    routine = logconfig.RoutineFilter()
     tick = logging.LogRecord(
         "kopf.objects", logging.INFO, __file__, 1, "Timer 'resync' succeeded.", (), None
     )
@@ -139,7 +140,7 @@ def test_routine_timer_lines_are_dropped() -> None:
 
 def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["version"]) == 0
-    assert capsys.readouterr().out == "rkt-operator 0.1.0\n"
+    assert capsys.readouterr().out == f"rkt-operator {rkt_operator.__version__}\n"
 
 
 def test_cli_run_needs_a_node(capsys: pytest.CaptureFixture[str]) -> None:

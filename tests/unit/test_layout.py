@@ -95,3 +95,16 @@ def test_the_agent_wheel_holds_only_the_agent(tmp_path: Path) -> None:
     assert not [n for n in names if "rkt_sim" in n or "rkt_devkit" in n]
     assert (ROOT / "operator" / "rkt_sim" / "main.py").is_file()
     assert (ROOT / "operator" / "rkt_devkit" / "controlplane.py").is_file()
+
+
+def test_the_version_has_one_home_and_the_chart_follows_it() -> None:
+    import yaml
+
+    import rkt_operator
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    chart = yaml.safe_load((ROOT / "helm" / "rkt-operator" / "Chart.yaml").read_text())
+    assert rkt_operator.__version__ == project["version"]  # read from the package metadata
+    assert str(chart["appVersion"]) == rkt_operator.__version__
+    init = (PACKAGE / "__init__.py").read_text()
+    assert project["version"] not in init  # not written down a second time

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -467,3 +467,51 @@ def test_exit_reported_flag() -> None:
 )
 def test_backoff_delay(step: int, seconds: float) -> None:
     assert BACKOFF.delay(step) == seconds
+
+
+RUNNING_A = Recorded(state=State.RUNNING, generation=1, uuid="a")
+
+
+@pytest.mark.parametrize(
+    ("policy", "state", "requeue"),
+    [
+        pytest.param(RestartPolicy.ALWAYS, State.BACKOFF, 10.0, id="Always: back off"),
+        pytest.param(RestartPolicy.ON_FAILURE, State.BACKOFF, 10.0, id="OnFailure: back off"),
+        pytest.param(RestartPolicy.NEVER, State.FAILED, None, id="Never: failed"),
+    ],
+)
+def test_an_unhealthy_pod_is_stopped_and_its_exit_decided_at_once(
+    policy: RestartPolicy, state: State, requeue: float | None
+) -> None:
+    unhealthy = PodView("a", 1, "running", True, False, None, NOW, NOW, unhealthy=True)
+    decision = plan.decide(
+        generation=1, policy=policy, recorded=RUNNING_A, pods=[unhealthy], now=NOW, backoff=BACKOFF
+    )
+    assert decision.actions == (StopPod("a", Reason.STOP_UNHEALTHY),)
+    assert (decision.state, decision.pod_uuid, decision.reason) == (state, "a", Reason.REPORT_EXIT)
+    assert decision.requeue_after == requeue
+    assert decision.exit_code is None  # the stop's exit fills it in (plan.exited)
+    done = plan.exited(decision, exit_code=137, finished_at=NOW + timedelta(seconds=2))
+    assert (done.exit_code, done.finished_at) == (137, NOW + timedelta(seconds=2))
+
+
+def test_a_started_pod_that_runs_is_reported_running_with_the_decisions_counts() -> None:
+    recorded = Recorded(state=State.BACKOFF, generation=1, uuid="a", exit_code=3, restarts=1)
+    decision = plan.decide(
+        generation=1,
+        policy=RestartPolicy.ALWAYS,
+        recorded=replace(recorded, finished_at=NOW - timedelta(seconds=60)),
+        pods=[exited("a", 3, ago=60)],
+        now=NOW,
+        backoff=replace(BACKOFF, step=1),
+    )
+    assert decision.start is not None
+    running_b = plan.started(decision, uuid="b", running=True, recorded=recorded)
+    assert (running_b.state, running_b.pod_uuid, running_b.actions) == (State.RUNNING, "b", ())
+    assert (running_b.restarts, running_b.backoff_step) == (
+        decision.restarts,
+        decision.backoff_step,
+    )
+    assert running_b.exit_code == 3
+    under_way = plan.started(decision, uuid="b", running=False, recorded=recorded)
+    assert (under_way.state, under_way.pod_uuid, under_way.actions) == (State.PENDING, "b", ())

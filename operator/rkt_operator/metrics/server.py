@@ -56,3 +56,17 @@ class MetricsServer:
         del request
         body = await self._render()
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def start_metrics(endpoint: str, render: Render) -> MetricsServer | None:
+    """Serve ``render()`` at ``endpoint`` (empty: not at all). A bind failure (port taken)
+    is logged and the agent goes on without metrics."""
+    if not endpoint:
+        return None
+    server = MetricsServer(endpoint, render)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("metrics endpoint %s not served: %s", endpoint, exc)
+        return None
+    return server

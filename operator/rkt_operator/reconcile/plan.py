@@ -12,6 +12,8 @@ Invariants the decision keeps:
 - a pod is started only when no live pod of the desired generation is left;
 - an exit is reported once; a terminal task (``Succeeded``/``Failed`` for this generation)
   is never started again, even after rkt's garbage collection removed its pod;
+- a running pod whose liveness probe failed (``PodView.unhealthy``) is stopped, and its exit
+  is decided in the same decision (a failure: back off or fail, per restartPolicy);
 - a pod the agent stopped because its liveness probe failed (``PodView.killed``) exited
   in failure whatever its exit code, and so did an exit already reported as Failed or
   backing off (the status keeps that after the agent restarts);
@@ -65,6 +67,7 @@ class Reason(enum.StrEnum):
     REPORT_EXIT = "ReportExit"
     RESTART_AFTER = "RestartAfter"
     POD_LOST = "PodLost"
+    STOP_UNHEALTHY = "StopUnhealthy"
     WAIT = "Wait"
 
 
@@ -82,6 +85,7 @@ class PodView:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     killed: bool = False  # stopped by the agent after failing its liveness probe
+    unhealthy: bool = False  # running, and its liveness probe failed: to be stopped
 
     @property
     def live(self) -> bool:
@@ -240,6 +244,24 @@ def decide(
             exit_code=recorded.exit_code,
             finished_at=None,
         )
+        if keep.running and keep.unhealthy:
+            # The liveness probe failed: stop the pod, and decide its exit now (a failure;
+            # the exit code and time are the stop's, filled in by ``exited``).
+            return _after_exit(
+                policy=policy,
+                recorded=recorded,
+                now=now,
+                backoff=backoff,
+                cleanup=[*cleanup, StopPod(keep.uuid, Reason.STOP_UNHEALTHY)],
+                uuid=keep.uuid,
+                exit_code=None,
+                finished_at=now,
+                reported=False,
+                ran_long=_ran_long(replace(keep, finished_at=now)),
+                lost=False,
+                present=True,
+                failure=True,
+            )
         if keep.running:
             known = recorded.uuid == keep.uuid and recorded.state is State.RUNNING
             if not known:
@@ -404,3 +426,29 @@ def _after_exit(
         requeue_after=(due - now).total_seconds(),
         exit_reported=reported,
     )
+
+
+def started(decision: Decision, *, uuid: str, running: bool, recorded: Recorded) -> Decision:
+    """What the task is once the decided start was applied: pod ``uuid`` runs, or (not
+    running yet, or already exited) the start stays under way and the next pass looks at the
+    pod. The restart count and back-off step are the decision's; the exit code is what the
+    status recorded before the start."""
+    if not running:
+        return replace(decision, state=State.PENDING, pod_uuid=uuid, actions=())
+    return replace(
+        decision,
+        reason=Reason.ADOPT_RUNNING,
+        state=State.RUNNING,
+        actions=(),
+        pod_uuid=uuid,
+        exit_code=recorded.exit_code,
+        finished_at=None,
+        requeue_after=None,
+        exit_reported=True,
+    )
+
+
+def exited(decision: Decision, *, exit_code: int | None, finished_at: datetime | None) -> Decision:
+    """The decided exit of a pod the pass stopped (``StopUnhealthy``), with the exit code and
+    time rkt reported once it had stopped."""
+    return replace(decision, exit_code=exit_code, finished_at=finished_at or decision.finished_at)

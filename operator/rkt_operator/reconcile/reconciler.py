@@ -7,10 +7,20 @@ it, one call at a time per task (a per-task lock). Errors are not raised: they c
 ``Outcome.error`` after the status tells the story, and ``rkt_operator.handlers`` maps them
 to kopf's retry semantics. This module does not import kopf; events to post are returned.
 
-Numbered steps in ``_reconcile`` follow the issue's lifecycle: first write of the
-generation, observe, decide, remove, start (resolve env, prepare, launch, discover), probe
-verdicts (a failed liveness probe stops the pod), report. ``probe`` runs the probes that are
-due (``rkt_operator.reconcile.prober``) and reconciles again when a verdict changed.
+One pass goes down the layers and back once; the numbered steps in ``_reconcile``:
+
+1. acknowledge a new generation (the first status write: Reconciling, observedGeneration);
+2. observe once (``taskstate.Observed``): the status, the task's pods from the shared
+   ``rkt list`` (a pod missing from it that the status names is asked about before it may
+   be called lost), the probes' liveness verdicts;
+3. decide once (``plan.decide``: a ``Decision`` value);
+4. apply it through the executor (stop, remove, stop an unhealthy pod, start: resolve env,
+   prepare, record the UUID, launch, discover), giving a ``taskstate.Applied`` value;
+5. report from the decision and what was applied (``taskstate.reported`` and ``describe``),
+   never by deciding again: a started pod that is not running yet is looked at next pass.
+
+``probe`` runs the probes that are due (``rkt_operator.reconcile.prober``) and reconciles
+again when a verdict changed.
 """
 
 from __future__ import annotations
@@ -172,75 +182,30 @@ class Reconciler:
             )
             status = await self.status.write(task, status, summary, facts, out)
 
-        # 2. Observe and decide.
-        accepted = status.get("uuid") if live_update else c.settled_uuid(status, generation)
-        recorded = taskstate.recorded_from(
-            status, accepted_uuid=accepted if isinstance(accepted, str) else None
+        # 2. Observe once: the status (read above), the task's pods, the probes' verdicts.
+        seen = await self._observe(task, spec, status, live_update=live_update)
+
+        # 3. Decide once.
+        decision = plan.decide(
+            generation=generation,
+            policy=plan.RestartPolicy(spec.restart_policy),
+            recorded=seen.recorded,
+            pods=seen.views(),
+            now=self.now(),
+            backoff=seen.backoff,
         )
-        backoff = self._backoff(task.uid, recorded)
-        pods = await self.pods.pods_for(task.uid)
-        decision = self._decide(task, spec, recorded, pods, backoff)
-        lost = recorded.uuid if decision.reason is plan.Reason.POD_LOST else None
-        # Never conclude "lost" from a cached list: ask rkt about this very pod.
-        if lost and await self.executor.observe(lost) is not None:
-            self.pods.invalidate()
-            pods = await self.pods.pods_for(task.uid)
-            decision = self._decide(task, spec, recorded, pods, backoff)
         logger.debug(
             "decision reason=%s state=%s actions=%s", decision.reason, decision.state,
             decision.actions,
         )  # fmt: skip
 
-        # 3. Stop and remove what must go.
-        await self._remove(decision, spec, out, logger)
+        # 4. Apply: stop and remove what must go, then start (or adopt and launch) the pod.
+        applied, status = await self._apply(task, status, spec, decision, seen, out, logger)
 
-        # 4. Start (or adopt and launch) the pod of this generation.
-        fresh_port_map: Mapping[str, int] | None = None
-        start = decision.start
-        if start is not None:
-            started, status = await self._start(task, status, spec, start, decision, out, logger)
-            fresh_port_map = started.port_map
-            self._steps[task.uid] = decision.backoff_step
-            pods = await self.pods.pods_for(task.uid)
-            recorded = replace(
-                recorded,
-                uuid=started.uuid,
-                state=plan.State.PENDING,
-                finished_at=None,
-                restarts=decision.restarts,
-                generation=generation,
-                accepted_uuid=None,
-            )
-            backoff = replace(backoff, step=decision.backoff_step)
-            after = self._decide(task, spec, recorded, pods, backoff)
-            if after.start is not None:
-                # rkt does not show the pod we just started (or it is already due again):
-                # report the start as under way; the next pass looks again.
-                logger.info("after start: %s left for the next pass", after.reason)
-                after = replace(
-                    decision, state=plan.State.PENDING, pod_uuid=started.uuid, actions=()
-                )
-            elif after.removals:
-                logger.info("after start: %s left for the next pass", after.reason)
-            decision = after
-
-        # 5. Probes: track the running pod's; a failed liveness probe stops the pod, and the
-        # exit is decided at once (a failure: back off or fail, per restartPolicy).
-        pod = taskstate.newest(pods, decision.pod_uuid)
-        if pod is not None and _running(decision, pod):
-            self.prober.watch(task.uid, pod.uuid, spec, pod.started_at)
-            failure = self.prober.liveness_failure(task.uid, pod.uuid)
-            if failure is not None:
-                await self._stop_unhealthy(task, spec, pod.uuid, failure, out, logger)
-                pods = await self.pods.pods_for(task.uid)
-                decision = self._decide(task, spec, recorded, pods, backoff)
-                pod = taskstate.newest(pods, decision.pod_uuid)
-        if not _running(decision, pod):
-            self.prober.unwatch(task.uid)
-        self.prober.retain(task.uid, [p.uuid for p in pods])
+        # 5. Report what was applied (and keep the pod's log files within spec.logs).
+        decision, pod = taskstate.reported(decision, seen, applied)
         self._steps[task.uid] = decision.backoff_step
-
-        # 6. Report (and keep the pod's log files within spec.logs).
+        self._track_probes(task, spec, decision, pod, applied.pods_left(seen))
         if pod is not None:
             await self._tend_logs(task, spec, pod.uuid, logger)
         readiness: Verdict | None = None
@@ -252,31 +217,88 @@ class Reconciler:
             spec=spec,
             pod=pod,
             previous=status,
-            backoff=backoff,
-            fresh_port_map=fresh_port_map,
+            backoff=seen.backoff,
+            fresh_port_map=applied.started.port_map if applied.started else None,
             readiness=readiness,
             killed=killed,
         )
         await self.status.write(task, status, summary, facts, out)
         out.requeue_after = decision.requeue_after
 
-    def _decide(
+    async def _observe(
+        self, task: Task, spec: RktTaskSpec, status: Mapping[str, Any], *, live_update: bool
+    ) -> taskstate.Observed:
+        """What the decision needs, each read once. A pod the status names as running that
+        the (possibly cached) ``rkt list`` lacks is asked about with ``rkt status`` before
+        the decision may call it lost."""
+        generation = task.generation
+        accepted = status.get("uuid") if live_update else c.settled_uuid(status, generation)
+        recorded = taskstate.recorded_from(
+            status, accepted_uuid=accepted if isinstance(accepted, str) else None
+        )
+        pods = await self.pods.pods_for(task.uid)
+        named = recorded.uuid
+        if (
+            named
+            and recorded.state is plan.State.RUNNING
+            and recorded.generation == generation
+            and all(p.uuid != named for p in pods)
+            and await self.executor.observe(named) is not None
+        ):
+            self.pods.invalidate()
+            pods = await self.pods.pods_for(task.uid)
+        unhealthy: dict[str, Verdict] = {}
+        if spec.liveness_probe is not None:
+            for pod in pods:
+                failure = self.prober.liveness_failure(task.uid, pod.uuid) if pod.running else None
+                if failure is not None:
+                    unhealthy[pod.uuid] = failure
+        return taskstate.Observed(
+            recorded=recorded,
+            backoff=self._backoff(task.uid, recorded),
+            pods=tuple(pods),
+            killed=self.prober.killed(task.uid),
+            unhealthy=unhealthy,
+        )
+
+    async def _apply(
+        self,
+        task: Task,
+        status: Mapping[str, Any],
+        spec: RktTaskSpec,
+        decision: plan.Decision,
+        seen: taskstate.Observed,
+        out: Outcome,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> tuple[taskstate.Applied, Mapping[str, Any]]:
+        """Carry out the decision's actions in order; returns what was done and the status
+        now in force (a start writes the UUID between prepare and launch)."""
+        removed = await self._remove(decision, spec, out, logger)
+        stopped = None
+        for action in decision.actions:
+            if isinstance(action, plan.StopPod) and action.reason is plan.Reason.STOP_UNHEALTHY:
+                failure = seen.unhealthy[action.uuid]
+                stopped = await self._stop_unhealthy(task, spec, action.uuid, failure, out, logger)
+        start = decision.start
+        if start is None:
+            return taskstate.Applied(removed=removed, stopped=stopped), status
+        started, status = await self._start(task, status, spec, start, decision, out, logger)
+        return taskstate.Applied(removed=removed, started=started, stopped=stopped), status
+
+    def _track_probes(
         self,
         task: Task,
         spec: RktTaskSpec,
-        recorded: plan.Recorded,
+        decision: plan.Decision,
+        pod: PodObservation | None,
         pods: list[PodObservation],
-        backoff: plan.Backoff,
-    ) -> plan.Decision:
-        killed = self.prober.killed(task.uid)
-        return plan.decide(
-            generation=task.generation,
-            policy=plan.RestartPolicy(spec.restart_policy),
-            recorded=recorded,
-            pods=[taskstate.pod_view(p, killed=p.uuid in killed) for p in pods],
-            now=self.now(),
-            backoff=backoff,
-        )
+    ) -> None:
+        """Probe the task's running pod (none otherwise); forget pods rkt no longer lists."""
+        if decision.state is plan.State.RUNNING and pod is not None and pod.running:
+            self.prober.watch(task.uid, pod.uuid, spec, pod.started_at)
+        else:
+            self.prober.unwatch(task.uid)
+        self.prober.retain(task.uid, [p.uuid for p in pods])
 
     async def _tend_logs(
         self,
@@ -308,10 +330,17 @@ class Reconciler:
         spec: RktTaskSpec,
         out: Outcome,
         logger: logging.Logger | logging.LoggerAdapter[Any],
-    ) -> None:
+    ) -> tuple[str, ...]:
+        """Stop and remove the pods that must go; returns their UUIDs. (A pod stopped for
+        a failed liveness probe stays, to show its exit: see ``_stop_unhealthy``.)"""
         grace = spec.kill_timeout_seconds  # Executor.stop applies the node cap
+        removals = [
+            a
+            for a in decision.removals
+            if not (isinstance(a, plan.StopPod) and a.reason is plan.Reason.STOP_UNHEALTHY)
+        ]
         try:
-            for action in decision.removals:
+            for action in removals:
                 if isinstance(action, plan.StopPod):
                     why = {
                         plan.Reason.REPLACE_OUTDATED: "the spec changed",
@@ -326,8 +355,9 @@ class Reconciler:
                     logger.info("removing pod uuid=%s reason=%s", action.uuid, action.reason)
                 await self.executor.remove(action.uuid)
         finally:
-            if decision.removals:
+            if removals:
                 self.pods.invalidate()
+        return tuple(a.uuid for a in removals)
 
     async def _stop_unhealthy(
         self,
@@ -337,7 +367,8 @@ class Reconciler:
         failure: Verdict,
         out: Outcome,
         logger: logging.Logger | logging.LoggerAdapter[Any],
-    ) -> None:
+    ) -> PodObservation | None:
+        """Stop a pod whose liveness probe failed; returns it as rkt shows it afterwards."""
         grace = spec.kill_timeout_seconds  # Executor.stop applies the node cap
         message = f"Liveness probe failed: {failure.detail}; stopping pod {uuid}"
         out.events.append(Event("Warning", "Unhealthy", message))
@@ -345,6 +376,7 @@ class Reconciler:
         self.prober.mark_killed(task.uid, uuid, failure)
         try:
             await self.executor.stop(uuid, kill_timeout=grace)
+            return await self.executor.observe(uuid)
         finally:
             self.pods.invalidate()
 
@@ -419,7 +451,3 @@ class Reconciler:
         if status.get("phase") == c.RUNNING and not isinstance(exc, errors.DependencyError):
             return  # the pod runs; a failed observation is no news for the status
         await self.status.write(task, status, c.waiting(exc.reason, message), facts, out)
-
-
-def _running(decision: plan.Decision, pod: PodObservation | None) -> bool:
-    return decision.state is plan.State.RUNNING and pod is not None and pod.running

@@ -91,9 +91,70 @@ def live_only_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | Non
     return old != new and launch_relevant(old) == launch_relevant(new)
 
 
-def pod_view(obs: PodObservation, *, killed: bool = False) -> plan.PodView:
+@dataclass(frozen=True)
+class Observed:
+    """Everything one reconcile pass observed, read once before it decides: what the status
+    records, the restart back-off, the task's pods as rkt reports them, and the liveness
+    verdicts the agent holds about them."""
+
+    recorded: plan.Recorded
+    backoff: plan.Backoff
+    pods: tuple[PodObservation, ...]
+    # Pods the agent stopped for a failed liveness probe, and running pods whose liveness
+    # probe failed (to be stopped), by UUID.
+    killed: Mapping[str, Verdict]
+    unhealthy: Mapping[str, Verdict]
+
+    def views(self) -> list[plan.PodView]:
+        """The pods as the decision sees them."""
+        return [
+            pod_view(p, killed=p.uuid in self.killed, unhealthy=p.uuid in self.unhealthy)
+            for p in self.pods
+        ]
+
+    def pod(self, uuid: str | None) -> PodObservation | None:
+        return pod_named(self.pods, uuid)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying a decision did, as the executor reported it: the pods removed, the pod
+    started (its observation once launched, with the port map discovery found) and the pod
+    stopped for a failed liveness probe (as rkt showed it after the stop)."""
+
+    removed: tuple[str, ...] = ()
+    started: PodObservation | None = None
+    stopped: PodObservation | None = None
+
+    def pods_left(self, observed: Observed) -> list[PodObservation]:
+        """The task's pods after the apply: the observed ones minus the removed, plus the
+        started one (in the state the executor last saw)."""
+        changed = {p.uuid: p for p in (self.started, self.stopped) if p is not None}
+        left = [changed.pop(p.uuid, p) for p in observed.pods if p.uuid not in self.removed]
+        return [*changed.values(), *left]
+
+
+def reported(
+    decision: plan.Decision, observed: Observed, applied: Applied
+) -> tuple[plan.Decision, PodObservation | None]:
+    """The decision as applied, and the pod the status names: a start leaves the started
+    pod running (or still under way); a stop for a failed liveness probe fills in the exit
+    rkt reported. Nothing is decided again."""
+    if applied.started is not None:
+        pod = applied.started
+        done = plan.started(
+            decision, uuid=pod.uuid, running=pod.running, recorded=observed.recorded
+        )
+        return done, pod
+    if applied.stopped is not None and applied.stopped.uuid == decision.pod_uuid:
+        pod = applied.stopped
+        return plan.exited(decision, exit_code=pod.exit_code, finished_at=pod.finished_at), pod
+    return decision, observed.pod(decision.pod_uuid)
+
+
+def pod_view(obs: PodObservation, *, killed: bool = False, unhealthy: bool = False) -> plan.PodView:
     """The decision's view of a pod; ``killed``: the agent stopped it because its liveness
-    probe failed."""
+    probe failed; ``unhealthy``: it runs and its liveness probe failed."""
     return plan.PodView(
         uuid=obs.uuid,
         generation=obs.identity.generation if obs.identity else -1,
@@ -105,6 +166,7 @@ def pod_view(obs: PodObservation, *, killed: bool = False) -> plan.PodView:
         started_at=obs.started_at,
         finished_at=obs.finished_at,
         killed=killed,
+        unhealthy=unhealthy and obs.running,
     )
 
 
@@ -272,5 +334,6 @@ def _stopped_for_liveness(status: Mapping[str, Any]) -> bool:
     return (c.condition(status, c.STALLED) or {}).get("reason") == c.LIVENESS_PROBE_FAILED
 
 
-def newest(pods: Sequence[PodObservation], uuid: str | None) -> PodObservation | None:
+def pod_named(pods: Sequence[PodObservation], uuid: str | None) -> PodObservation | None:
+    """The pod with this UUID among ``pods`` (None for no UUID or no such pod)."""
     return next((p for p in pods if p.uuid == uuid), None) if uuid else None
