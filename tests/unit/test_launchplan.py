@@ -36,13 +36,13 @@ def plan(**overrides: object) -> launchplan.Launch:
 def test_detached_in_a_container_leaves_it() -> None:
     launch = plan()
     assert launch.escape == launchplan.HostEscape(
-        pid=1, namespaces=("mnt", "uts", "ipc", "net"), cgroup=f"rkt-operator/{UUID}"
+        pid=1, namespaces=("mnt", "uts", "ipc", "net", "cgroup"), cgroup=f"rkt-operator/{UUID}"
     )
     argv = list(launch.argv)
     assert argv[:3] == ["/opt/venv/bin/python", "-m", "rkt_operator.executor.shim"]
     escape_flags = [
         "--enter-namespaces-of=1",
-        "--namespaces=mnt,uts,ipc,net",
+        "--namespaces=mnt,uts,ipc,net,cgroup",
         f"--cgroup=rkt-operator/{UUID}",
     ]
     assert argv[argv.index("--") - 3 : argv.index("--")] == escape_flags

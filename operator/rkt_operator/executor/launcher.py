@@ -13,7 +13,7 @@ i.e. ``/run/systemd/system`` exists):
   launch marker (so a launch is never done twice) and records rkt's exit status on disk, a
   fallback for when rkt reports no app exit code. When the agent runs in a container
   (``settings.host_launch``: its mount namespace is not the host's), the supervisor first
-  enters the host's (``host_namespaces_pid``'s) mount, UTS, IPC and network namespaces and
+  enters the host's (``host_namespaces_pid``'s) mount, UTS, IPC, network and cgroup namespaces and
   moves into a host cgroup of its own, ``<host_cgroup>/<uuid>`` in every hierarchy
   (``hostns``), and only then claims the pod and runs rkt: neither the container's end (the
   kubelet kills every process of its cgroup), nor its memory limit, nor its mount namespace

@@ -18,9 +18,10 @@ from rkt_operator.executor import files
 
 LaunchKind = Literal["systemd", "detached"]
 # The host's namespaces the supervisor enters (PID 1's, or kthreadd's): its file system view
-# (rkt, stage1, the task root and /sys/fs/cgroup are host paths there), hostname, IPC and
-# network. Not the PID namespace: the chart runs the agent with hostPID, so pids are the host's.
-HOST_NAMESPACES = ("mnt", "uts", "ipc", "net")
+# (rkt, stage1, the task root and /sys/fs/cgroup are host paths there), hostname, IPC,
+# network, and cgroup namespace (a container's private one, usual on cgroup v2, would confine
+# cgroup moves to its own subtree). Not the PID namespace: the agent runs with hostPID.
+HOST_NAMESPACES = ("mnt", "uts", "ipc", "net", "cgroup")
 
 
 def resolve_kind(

@@ -16,12 +16,12 @@ exit file. While rkt runs, a timer thread rotates the two log files (``logrotate
 limits of the ``--log-limits`` file, re-read when it changes. With ``--foreground`` it
 supervises in its own process instead (the main process of a transient systemd unit;
 ``KillMode=mixed`` then signals it first, and it forwards). With ``--enter-namespaces-of``
-the supervisor first leaves the agent's container (``hostns``): PID 1's mount, UTS, IPC and
-network namespaces, and a cgroup of its own (``--cgroup``, removed again when rkt has
-exited); a failure there is reported as ``error ...`` and nothing is started. Everything is
-imported before that: in the host's mount namespace the agent's files do not exist. Standard
-library, ``executor.files``, ``executor.hostns`` and ``executor.logrotate`` only: this must
-start fast and stay small.
+the supervisor first leaves the agent's container (``hostns``): the host's mount, UTS,
+IPC, network and cgroup namespaces, and a cgroup of its own (``--cgroup``, removed again
+when rkt has exited); a failure there is reported as ``error ...`` and nothing is started.
+Everything is imported before that: in the host's mount namespace the agent's files do not
+exist (``hostns.forbid_imports``). Standard library, ``executor.files``, ``executor.hostns``
+and ``executor.logrotate`` only: this must start fast and stay small.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="before claiming the pod, enter this process's namespaces (--namespaces) and "
         "move into --cgroup: out of the agent's container (see hostns)",
     )
-    parser.add_argument("--namespaces", default="mnt,uts,ipc,net")
+    parser.add_argument("--namespaces", default="mnt,uts,ipc,net,cgroup")
     parser.add_argument("--cgroup", default=None, help="cgroup relative to each hierarchy root")
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     return parser
