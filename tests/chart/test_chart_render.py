@@ -116,6 +116,11 @@ def test_host_paths_are_mounted_at_the_same_paths(render: Render) -> None:
     assert volumes["run-systemd"] == "/run/systemd"
     assert mounts["srv"]["readOnly"] is True
     assert mounts["rkt-dir"]["mountPropagation"] == "Bidirectional"
+    # Pods run in the host's namespaces: the agent's rkt must see their network state there.
+    assert volumes["netns"] == "/run/netns"
+    assert mounts["netns"]["mountPropagation"] == "Bidirectional"
+    assert volumes["cni-data"] == "/var/lib/cni"
+    assert not mounts["cni-data"].get("readOnly")
 
 
 def test_optional_host_paths_can_be_left_out(render: Render) -> None:
@@ -123,6 +128,8 @@ def test_optional_host_paths_can_be_left_out(render: Render) -> None:
         "--set=hostPaths.rktBinary=",
         "--set=hostPaths.rktStage1Dir=",
         "--set=hostPaths.systemd=false",
+        "--set=hostPaths.netnsDir=",
+        "--set=hostPaths.cniDataDir=",
     )
     names = {v["name"] for v in _pod(objects)["volumes"]}
     assert names == {"rkt-dir", "rkt-local-config", "task-root"}

@@ -205,6 +205,22 @@ def _supervisor(settings: Settings, plan: object, uuid: str) -> psutil.Process:
     return psutil.Process(int(data["pid"]))
 
 
+def _network_state(settings: Settings, uuid: str) -> tuple[Path, list[Path]] | None:
+    """Real rkt's host-side network state of a pod: its netns file and CNI IP allocations."""
+    pod_dir = settings.rkt_dir / "pods" / "run" / uuid
+    if not (pod_dir / "netns").exists():
+        return None  # the simulator has no CNI networking
+    netns = Path((pod_dir / "netns").read_text().strip())
+    assert netns.exists()
+    allocations = [
+        path
+        for path in Path("/var/lib/cni/networks").glob("*/*")
+        if path.is_file() and uuid in path.read_text(errors="replace")
+    ]
+    assert allocations, "no CNI IP allocation found for the pod"
+    return netns, allocations
+
+
 async def _escape_case(
     settings: Settings, container: Container, tmp_path: Path, image: Path
 ) -> None:
@@ -213,6 +229,7 @@ async def _escape_case(
     cgroup = f"{settings.host_cgroup}/{uuid}"
     try:
         supervisor = _supervisor(settings, plan, uuid)
+        network = _network_state(settings, uuid)
         marker = files.launch_marker(plan.dirs.root, uuid).read_text()  # type: ignore[attr-defined]
         # Before the kill: the supervisor left the container for the host.
         assert _mnt_ns(supervisor.pid) == _mnt_ns(HOST_PID)
@@ -250,6 +267,20 @@ async def _escape_case(
         # it had not loaded before it entered the host's mount namespace.
         stderr_log = files.log_files(plan.dirs.root, uuid)[1]  # type: ignore[attr-defined]
         assert "after leaving the agent's container" not in stderr_log.read_text(errors="replace")
+        if network is not None:
+            # The pod's network lives on the host; the agent removes the pod from its container,
+            # which sees the host's netns and CNI state only through the chart's mounts
+            # (Bidirectional /run/netns, /var/lib/cni): a container whose mount namespace
+            # shares them, as those mounts do, must tear it all down.
+            removal = subprocess.run(
+                ["unshare", "--mount", "--propagation", "unchanged", "--",
+                 *rkt.base_argv(), "rm", uuid],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert removal.returncode == 0, removal.stderr
+            netns, allocations = network
+            assert not netns.exists(), f"{netns} left on the host"
+            assert not [a for a in allocations if a.exists()], "the pod's IP is still allocated"
     finally:
         with contextlib.suppress(Exception):
             await rkt.stop(uuid, force=True)
