@@ -119,10 +119,11 @@ def test_same_static_port_twice_on_one_node_is_a_warning() -> None:
     assert "both bind host port 12379/TCP on node only" in run.stderr
 
 
-def test_without_a_node_the_task_is_not_converted() -> None:
+def test_without_a_node_the_task_is_left_to_the_binder() -> None:
     run = convert(str(CORPUS / "same-job.hcl1.nomad"))
-    assert (run.code, run.documents) == (2, [])
-    assert "no node to run on: pass --node" in run.stderr
+    assert run.code == 0, run.stderr
+    assert [d["spec"].get("nodeName") for d in run.documents] == [None, None]
+    assert "the binder (rkt-operator schedule) binds the task" in run.stderr
 
 
 def test_system_job_gets_one_instance_per_node() -> None:

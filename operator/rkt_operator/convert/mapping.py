@@ -30,6 +30,7 @@ Mapping rules (the README's migration tables, applied):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from rkt_operator.convert import placement
 from rkt_operator.convert.jobfile import Expr
 from rkt_operator.convert.nomad import Group, Job, Port, Rule, Service, Task
 from rkt_operator.model.spec import INSECURE_OPTIONS, RktTaskSpec, validation_problems
@@ -64,12 +66,12 @@ _NOTE_STANZAS = {
 }
 # Field order of the emitted specs (the README's table order: what a reader looks for first).
 _SPEC_ORDER = [
-    "nodeName", "image", "command", "args", "env", "ports", "resources", "restartPolicy",
+    "nodeName", "nodeSelector", "affinity", "image", "command", "args", "env", "ports",
+    "resources", "restartPolicy",
     "volumes", "trustPrefix", "insecureOptions", "dnsServers", "dnsSearchDomains", "net",
     "user", "group", "noOverlay", "debug", "killTimeoutSeconds", "logs", "readinessProbe",
     "livenessProbe",
 ]  # fmt: skip
-_PIN_ATTRIBUTES = ("${node.unique.name}", "${attr.unique.hostname}")
 _MAX_KILL_TIMEOUT = 86400
 
 Level = Literal["warning", "note"]
@@ -267,7 +269,7 @@ def _convert_job(job: Job, options: Options, result: Result, names: set[str]) ->
                 result.manifests.append(manifest)
                 spec = manifest.body["spec"]
                 for port in spec.get("ports", []):
-                    if "hostPort" not in port or spec.get("net") == ["host"]:
+                    if "hostPort" not in port or "nodeName" not in spec:
                         continue
                     key = (spec["nodeName"], port["hostPort"], port.get("protocol", "TCP"))
                     if key in bound:
@@ -360,9 +362,7 @@ class _TaskConverter:
             self.scope.warn("config", 'field "image" is required: the task is not converted')
             return None
         spec: dict[str, Any] = {}
-        node = self._placement(spec)
-        if node is None and "nodeName" not in spec:
-            return None
+        self._placement(spec)
         spec["image"] = self._literal("config.image", image)
         self._config(spec)
         ports = self._ports(spec)
@@ -435,48 +435,48 @@ class _TaskConverter:
 
     # ----- placement ----------------------------------------------------------------------
 
-    def _placement(self, spec: dict[str, Any]) -> str | None:
-        node = self.node
-        rules = [
-            *(("constraint", r) for r in self.job.constraints),
-            *(("constraint", r) for r in self.group.constraints),
-            *(("constraint", r) for r in self.task.constraints),
-            *(("affinity", r) for r in self.job.affinities),
-            *(("affinity", r) for r in self.group.affinities),
-            *(("affinity", r) for r in self.task.affinities),
-        ]
-        for stanza, rule in rules:
-            if (
-                stanza == "constraint"
-                and rule.attribute in _PIN_ATTRIBUTES
-                and rule.operator in ("=", "==", "is")
-            ):
-                if node and node != rule.value and self.job.type not in ("system", "sysbatch"):
-                    self.scope.note(
-                        "constraint", f"{_rule_text(rule)} pins the task: --node {node} not used"
-                    )
-                node = rule.value
-                continue
-            if rule.attribute in ("${driver.rkt}", "${attr.driver.rkt}") and stanza == "constraint":
-                self.scope.note(
-                    stanza, f"{_rule_text(rule)}: every node with an agent runs rkt tasks"
-                )
-                continue
-            self.comments.append(f"{stanza} {_rule_text(rule)}: not converted")
-            self.scope.warn(
-                stanza,
-                f"{_rule_text(rule)}: no placement by node attributes yet; the task runs on "
-                "the node given (spec.nodeName)",
-            )
-        if node is None:
-            self.scope.warn(
+    def _placement(self, spec: dict[str, Any]) -> None:
+        """nodeName (``--node``, or a constraint pinning the task), else nodeSelector and
+        affinity for the binder; rules without an equivalent become comments + warnings."""
+        system = self.job.type in ("system", "sysbatch")
+        placed = placement.place(
+            [*self.job.constraints, *self.group.constraints, *self.task.constraints],
+            [*self.job.affinities, *self.group.affinities, *self.task.affinities],
+            node=self.node,
+            system=system,
+        )
+        for stanza, rule in placed.implied:
+            self.scope.note(
+                stanza, f"{_rule_text(rule)}: every node the tasks run on has rkt (the agent's "
+                "fingerprint label rktoperator.io/rkt=true)",
+            )  # fmt: skip
+        for stanza, rule, why in placed.unconverted:
+            self.comments.append(f"{stanza} {_rule_text(rule)}: not converted ({why})")
+            self.scope.warn(stanza, f"{_rule_text(rule)}: not converted ({why})")
+        fields = placed.spec_fields()
+        if placed.node is None:
+            spec.update(fields)
+            self.scope.note(
                 "constraint",
-                "no node to run on: pass --node NAME (or pin the job with a constraint on "
-                "${node.unique.name}); the task is not converted",
+                "no --node: spec.nodeName is left out, the binder (rkt-operator schedule) "
+                "binds the task to a node matching its nodeSelector and affinity",
             )
-            return None
-        spec["nodeName"] = node
-        return node
+            return
+        if self.node and placed.node != self.node:
+            self.scope.note(
+                "constraint", f"the job pins the task to node {placed.node}: --node not used"
+            )
+        spec["nodeName"] = placed.node
+        if fields:
+            self.comments.append(
+                f"bound to node {placed.node}: the converted placement rules are not checked "
+                f"(without --node they would be: {json.dumps(fields, sort_keys=True)})"
+            )
+            self.scope.note(
+                "constraint",
+                "bound to the node given: its constraints and affinities are not checked "
+                "(leave out --node to let the binder place the task by them)",
+            )
 
     # ----- config ---------------------------------------------------------------------------
 
