@@ -8,13 +8,15 @@ import io
 from pathlib import Path
 
 import pytest
-from agentlib import StartAgent, condition, phase_is, task_dir, wait_task
+from agentlib import StartAgent, condition, node, phase_is, task_dir, wait_task
 
+from rkt_devkit import demo_images
 from rkt_devkit.demo_nodes import SimNode
 from rkt_devkit.kube import Kubectl, wait_for
 from rkt_operator.convert import command
 
 pytestmark = pytest.mark.k8s
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nomad"
 
 JOB = """
 # HCL1, as written for Nomad 0.8
@@ -91,3 +93,45 @@ def test_converted_nomad_job_runs_to_ready(
     assert env["NOMAD_ALLOC_NAME"] == "shop.env[0]"
     assert env["NOMAD_TASK_DIR"] == "/local"
     assert env["NOMAD_ALLOC_ID"] == dump["metadata"]["uid"]
+
+
+def _convert(*argv: str) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    code = command.run(command.parse(list(argv)), io.StringIO(), out, err)
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
+def test_the_example_nomad_jobs_run_on_two_nodes_with_the_demo_images(
+    kubectl: Kubectl,
+    namespace: str,
+    start_agent: StartAgent,
+    tmp_path: Path,
+) -> None:
+    # The demo's setup in small: two nodes, the demo's images in their stores, one agent each.
+    images = demo_images.build(tmp_path / "images")
+    nodes = [node(f"{namespace}-a", tmp_path), node(f"{namespace}-b", tmp_path)]
+    for sim in nodes:
+        for aci in images:
+            sim.fetch(aci)
+        start_agent(sim)
+    node_a, node_b = (n.name for n in nodes)
+    manifests = _convert(f"--node={node_a}", f"--node={node_b}", str(EXAMPLES / "kv.nomad"))
+    manifests += "---\n" + _convert(f"--node={node_b}", str(EXAMPLES / "hello.nomad"))
+    kubectl("apply", f"--namespace={namespace}", "-f", "-", input=manifests)
+
+    placed = {}
+    for name in ("kv-store-server-0", "kv-store-server-1"):
+        obj = wait_task(
+            kubectl, namespace, name,
+            lambda o: phase_is("Running")(o) and condition(o, "Ready").get("status") == "True",
+            what="Running and Ready",
+        )  # fmt: skip
+        assert obj["status"]["ports"][0]["hostPort"] == 12380
+        placed[name] = obj["spec"]["nodeName"]
+    assert placed == {"kv-store-server-0": node_a, "kv-store-server-1": node_b}
+    done = wait_task(kubectl, namespace, "hello-greet-echo", phase_is("Succeeded"), what="done")
+    uid, uuid = done["metadata"]["uid"], done["status"]["uuid"]
+    log = task_dir(nodes[1], namespace, "hello-greet-echo", uid) / "alloc" / "logs"
+    text = wait_for(lambda: (log / f"{uuid}.stdout.0").read_text(), what="the job's output")
+    assert "hello from echo, alloc hello.greet[0]" in str(text)
