@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from packaging.version import Version
 
 from rkt_operator import errors
+from rkt_operator.model import api
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.rkt.pods import RktVersion
 from rkt_operator.settings import Settings
@@ -34,10 +35,10 @@ ATTR_RKT_VERSION = "driver.rkt.version"
 ATTR_APPC_VERSION = "driver.rkt.appc.version"
 ATTR_VOLUMES = "driver.rkt.volumes.enabled"
 
-LABEL_RKT = "rktoperator.io/rkt"
-LABEL_RKT_VERSION = "rktoperator.io/rkt.version"
-LABEL_APPC_VERSION = "rktoperator.io/appc.version"
-LABEL_VOLUMES = "rktoperator.io/volumes.enabled"
+LABEL_RKT = api.LABEL_RKT
+LABEL_RKT_VERSION = api.PREFIX + "rkt.version"
+LABEL_APPC_VERSION = api.PREFIX + "appc.version"
+LABEL_VOLUMES = api.PREFIX + "volumes.enabled"
 LABELS = (LABEL_RKT, LABEL_RKT_VERSION, LABEL_APPC_VERSION, LABEL_VOLUMES)
 
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -37,18 +37,16 @@ from rkt_operator import apiaccess, fingerprinter, handlers, kubeapi
 from rkt_operator.executor.service import Executor
 from rkt_operator.metrics import server
 from rkt_operator.metrics.collector import AgentMetrics, Exporter, PodSampler
+from rkt_operator.model import api
 from rkt_operator.reconcile.reconciler import Reconciler
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import InClusterAccess, Settings, in_cluster_access
 
 log = logging.getLogger(__name__)
 
-GROUP = kubeapi.GROUP
-RESOURCE = (GROUP, kubeapi.VERSION, kubeapi.PLURAL)
-SELECTOR_KEY = (GROUP, kubeapi.PLURAL)
-FINALIZER = kubeapi.FINALIZER
-NODE_LABEL = "rktoperator.io/node"
-STORAGE_PREFIX = "rktoperator.io"
+RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+SELECTOR_KEY = (api.GROUP, api.PLURAL)
+STORAGE_PREFIX = api.GROUP  # kopf's progress and diff-base annotations
 REPORTING_COMPONENT = "rkt-operator"
 LIFECYCLE = kopf.lifecycles.all_at_once
 # How often the agent looks for due probes (spec.*Probe.periodSeconds is at least 1).
@@ -64,10 +62,10 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
     node = settings.node_name
     kopf_settings.peering.standalone = True
     if settings.selector == "label":
-        kopf_settings.watching.label_selectors[SELECTOR_KEY] = f"{NODE_LABEL}={node}"
+        kopf_settings.watching.label_selectors[SELECTOR_KEY] = f"{api.NODE_LABEL}={node}"
     else:
         kopf_settings.watching.field_selectors[SELECTOR_KEY] = f"spec.nodeName={node}"
-    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.finalizer = api.FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=STORAGE_PREFIX
     )
@@ -128,9 +126,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         configure(settings, agent_settings)
         metrics = AgentMetrics()
         rkt = RktCli(agent_settings, observer=metrics.observe_rkt)
-        api = kubeapi.KubeApi(await asyncio.to_thread(kubeapi.connect, access=access))
+        kube = kubeapi.KubeApi(await asyncio.to_thread(kubeapi.connect, access=access))
         executor = Executor(settings=agent_settings, rkt=rkt)
-        reconciler = Reconciler(settings=agent_settings, executor=executor, api=api)
+        reconciler = Reconciler(settings=agent_settings, executor=executor, api=kube)
         memo.agent = handlers.Agent(
             settings=agent_settings,
             reconciler=reconciler,
@@ -144,7 +142,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             agent_settings.metrics_endpoint, memo.exporter.render
         )
         state.task = asyncio.create_task(
-            fingerprinter.loop(state, settings=agent_settings, rkt=rkt, api=api),
+            fingerprinter.loop(state, settings=agent_settings, rkt=rkt, api=kube),
             name="fingerprint",
         )
         log.info(

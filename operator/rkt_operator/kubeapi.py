@@ -20,14 +20,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from rkt_operator import apiaccess
+from rkt_operator.model import api
 from rkt_operator.settings import InClusterAccess
 
 log = logging.getLogger(__name__)
 
-GROUP = "rktoperator.io"
-VERSION = "v1alpha1"
-PLURAL = "rkttasks"
-FINALIZER = "rktoperator.io/finalizer"
+GROUP = api.GROUP
+VERSION = api.VERSION
+PLURAL = api.PLURAL
+FINALIZER = api.FINALIZER
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 REQUEST_TIMEOUT = 30.0

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rkt_operator.kubeapi import FINALIZER
+from rkt_operator.model.api import FINALIZER
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,20 @@ def test_the_version_has_one_home_and_the_chart_follows_it() -> None:
     assert str(chart["appVersion"]) == rkt_operator.__version__
     init = (PACKAGE / "__init__.py").read_text()
     assert project["version"] not in init  # not written down a second time
+
+
+def test_api_names_are_spelled_out_only_in_model_api() -> None:
+    # The group, version and key prefix have one home (rkt_operator/model/api.py); every
+    # other module builds on its constants, so renaming the API is a one-file change.
+    home = PACKAGE / "model" / "api.py"
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == home:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+                continue
+            text = node.value
+            if text.startswith("rktoperator.io") or text in ("v1alpha1", "rkttasks"):
+                spelled.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {text!r}")
+    assert spelled == []

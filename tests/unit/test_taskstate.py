@@ -11,7 +11,7 @@ import pytest
 
 from rkt_operator import envrefs, orphans
 from rkt_operator.errors import DependencyError, SpecError
-from rkt_operator.kubeapi import FINALIZER
+from rkt_operator.model.api import FINALIZER
 from rkt_operator.model.env import EnvVar
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.reconcile import plan, taskstate

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
+from rkt_operator.model import api
 from rkt_operator.model.placement import NodeSelectorTerm, Toleration
 from rkt_operator.model.quantity import QuantityError, parse_quantity
 from rkt_operator.model.resources import Resources
@@ -38,9 +39,9 @@ from rkt_operator.model.spec import RktTaskSpec
 Strategy = Literal["spread", "binpack"]
 STRATEGIES: tuple[Strategy, ...] = ("spread", "binpack")
 
-LABEL_RKT = "rktoperator.io/rkt"  # = rkt_operator.fingerprint.LABEL_RKT
-ANNOTATION_MEMORY = "rktoperator.io/allocatable-memory"
-ANNOTATION_CPU = "rktoperator.io/allocatable-cpu"
+LABEL_RKT = api.LABEL_RKT  # set by the agent's fingerprint
+ANNOTATION_MEMORY = api.PREFIX + "allocatable-memory"
+ANNOTATION_CPU = api.PREFIX + "allocatable-cpu"
 RESOURCES = ("memory", "cpu")
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 

@@ -36,15 +36,16 @@ from pydantic import ValidationError
 from rkt_operator.binder import decide
 from rkt_operator.binder import status as st
 from rkt_operator.binder.lease import LeaseElector
+from rkt_operator.model import api
 from rkt_operator.model.spec import RktTaskSpec, validation_problems
 from rkt_operator.settings import BinderSettings
 
 log = logging.getLogger(__name__)
 
-GROUP = "rktoperator.io"
-VERSION = "v1alpha1"
-PLURAL = "rkttasks"
-KIND = "RktTask"
+GROUP = api.GROUP
+VERSION = api.VERSION
+PLURAL = api.PLURAL
+KIND = api.KIND
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT = 30.0
 WATCH_SECONDS = 300

@@ -42,13 +42,14 @@ from pydantic import ValidationError
 from rkt_operator.convert import placement
 from rkt_operator.convert.jobfile import Expr
 from rkt_operator.convert.nomad import Group, Job, Port, Rule, Service, Task
+from rkt_operator.model import api
 from rkt_operator.model.spec import INSECURE_OPTIONS, RktTaskSpec, validation_problems
 
-API_VERSION = "rktoperator.io/v1alpha1"
-KIND = "RktTask"
-LABEL_PREFIX = "rktoperator.io/nomad-"
-META_ANNOTATION_PREFIX = "meta.nomad.rktoperator.io/"
-SOURCE_ANNOTATION = "rktoperator.io/nomad-source"
+API_VERSION = api.API_VERSION
+KIND = api.KIND
+LABEL_PREFIX = api.PREFIX + "nomad-"
+META_ANNOTATION_PREFIX = f"meta.nomad.{api.PREFIX}"
+SOURCE_ANNOTATION = api.PREFIX + "nomad-source"
 DRIVER_OPTIONS = (
     "image", "command", "args", "trust_prefix", "insecure_options", "dns_servers",
     "dns_search_domains", "net", "port_map", "volumes", "no_overlay", "debug", "group",

@@ -15,15 +15,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from rkt_operator.model import api
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.model.status import READY, RktTaskStatus
 
-GROUP = "rktoperator.io"
-VERSION = "v1alpha1"
-KIND = "RktTask"
-PLURAL = "rkttasks"
-SINGULAR = "rkttask"
-SHORT_NAMES = ("rkt",)
+GROUP = api.GROUP
+VERSION = api.VERSION
+KIND = api.KIND
+PLURAL = api.PLURAL
+SINGULAR = api.SINGULAR
+SHORT_NAMES = api.SHORT_NAMES
 CATEGORIES = ("rkt",)
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILE = f"crds/{CRD_NAME}.yaml"
@@ -141,7 +142,7 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {
                 "type": "string",
-                "description": "Versioned schema of this object: rktoperator.io/v1alpha1.",
+                "description": f"Versioned schema of this object: {api.API_VERSION}.",
             },
             "kind": {"type": "string", "description": "RktTask."},
             "metadata": {"type": "object"},  # only type is allowed here

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from rkt_operator.model import api
+
 # User annotations stamped on every pod (``--user-annotation``), so that after an agent
 # restart the executor re-discovers its pods from ``rkt list``/``rkt status`` alone.
-ANNOTATION_PREFIX = "rktoperator.io/"
+ANNOTATION_PREFIX = api.PREFIX
 ANN_NAMESPACE = ANNOTATION_PREFIX + "namespace"
 ANN_NAME = ANNOTATION_PREFIX + "name"
 ANN_UID = ANNOTATION_PREFIX + "uid"
