@@ -36,9 +36,9 @@ ATTR_APPC_VERSION = "driver.rkt.appc.version"
 ATTR_VOLUMES = "driver.rkt.volumes.enabled"
 
 LABEL_RKT = api.LABEL_RKT
-LABEL_RKT_VERSION = api.PREFIX + "rkt.version"
-LABEL_APPC_VERSION = api.PREFIX + "appc.version"
-LABEL_VOLUMES = api.PREFIX + "volumes.enabled"
+LABEL_RKT_VERSION = api.LABEL_RKT_VERSION
+LABEL_APPC_VERSION = api.LABEL_APPC_VERSION
+LABEL_VOLUMES = api.LABEL_VOLUMES
 LABELS = (LABEL_RKT, LABEL_RKT_VERSION, LABEL_APPC_VERSION, LABEL_VOLUMES)
 
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -27,24 +27,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rkt_operator.convert.nomad import Rule
+from rkt_operator.model import api
 
 PIN_ATTRIBUTES = ("${node.unique.name}", "${attr.unique.hostname}")
 RKT_ATTRIBUTES = ("${driver.rkt}", "${attr.driver.rkt}")
 # Nomad node attribute -> the node label with the same meaning here.
 LABELS = {
-    "${driver.rkt}": "rktoperator.io/rkt",
-    "${attr.driver.rkt}": "rktoperator.io/rkt",
-    "${driver.rkt.version}": "rktoperator.io/rkt.version",
-    "${attr.driver.rkt.version}": "rktoperator.io/rkt.version",
-    "${driver.rkt.appc.version}": "rktoperator.io/appc.version",
-    "${attr.driver.rkt.appc.version}": "rktoperator.io/appc.version",
-    "${driver.rkt.volumes.enabled}": "rktoperator.io/volumes.enabled",
-    "${attr.driver.rkt.volumes.enabled}": "rktoperator.io/volumes.enabled",
+    "${driver.rkt}": api.LABEL_RKT,
+    "${attr.driver.rkt}": api.LABEL_RKT,
+    "${driver.rkt.version}": api.LABEL_RKT_VERSION,
+    "${attr.driver.rkt.version}": api.LABEL_RKT_VERSION,
+    "${driver.rkt.appc.version}": api.LABEL_APPC_VERSION,
+    "${attr.driver.rkt.appc.version}": api.LABEL_APPC_VERSION,
+    "${driver.rkt.volumes.enabled}": api.LABEL_VOLUMES,
+    "${attr.driver.rkt.volumes.enabled}": api.LABEL_VOLUMES,
     "${attr.kernel.name}": "kubernetes.io/os",
     "${attr.cpu.arch}": "kubernetes.io/arch",
 }
 # Boolean attributes: Nomad says "1", the fingerprint labels say "true".
-_BOOLEAN_LABELS = ("rktoperator.io/rkt", "rktoperator.io/volumes.enabled")
+_BOOLEAN_LABELS = (api.LABEL_RKT, api.LABEL_VOLUMES)
 _META = re.compile(r"^\$\{(?:node\.)?meta\.([A-Za-z0-9][-A-Za-z0-9_.]*)\}$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _EQUAL = ("=", "==", "is")

@@ -20,5 +20,9 @@ PREFIX = f"{GROUP}/"
 FINALIZER = PREFIX + "finalizer"
 # With ``--selector=label``: the label naming the node whose agent owns a task.
 NODE_LABEL = PREFIX + "node"
-# The node label the agent's fingerprint sets, which the binder filters on.
+# Node labels of the agent's fingerprint (the binder filters on LABEL_RKT; the converter
+# maps Nomad's driver attributes onto them).
 LABEL_RKT = PREFIX + "rkt"
+LABEL_RKT_VERSION = PREFIX + "rkt.version"
+LABEL_APPC_VERSION = PREFIX + "appc.version"
+LABEL_VOLUMES = PREFIX + "volumes.enabled"
