@@ -89,8 +89,17 @@ class Launcher:
         self.settings = settings
         self.rkt = rkt
         self.kind = resolve_kind(settings.launcher, systemd_marker=systemd_marker)
-        self.in_container = in_container(settings.host_namespaces_pid)
+        self._in_container: bool | None = None  # probed at the first detached launch
         self._env = settings.host_environment
+
+    def in_container(self) -> bool:
+        """Whether the agent runs in a container (asked only where it matters: a detached
+        launch with ``host_launch: auto``; node commands never probe)."""
+        if self.kind != "detached" or self.settings.host_launch != "auto":
+            return False
+        if self._in_container is None:
+            self._in_container = in_container(self.settings.host_namespaces_pid)
+        return self._in_container
 
     async def launch(self, plan: LaunchPlan, uuid: str) -> None:
         """Start ``rkt run-prepared`` for ``uuid`` detached from the agent. Returns once the
@@ -109,7 +118,7 @@ class Launcher:
             root=root,
             kind=self.kind,
             host_launch=self.settings.host_launch,
-            in_container=self.in_container,
+            in_container=self.in_container(),
             host_pid=self.settings.host_namespaces_pid,
             cgroup_parent=self.settings.host_cgroup,
             python=sys.executable,
