@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from simrkt import identity, make_plan
 
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan
 
 
 @pytest.mark.rkt
