@@ -1,14 +1,21 @@
-"""Test tiers: everything runs by default (unit, simulator contract, the real API server tier),
-except tests marked ``rkt`` that need a real rkt binary and root: opt in with ``--with-rkt``.
+"""Test tiers: everything runs by default: unit, the rkt contract suite on the simulator AND
+on real rkt, the real API server tier, the agent on real rkt. Tests marked ``rkt`` need the
+real rkt (see ``realrkt``): required in CI, skipped with one line elsewhere when missing.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
+
+import realrkt
 
 # fixtures_k8s: control_plane, kubectl, kubeconfig, namespace; fixtures_sim: settings, rkt,
 # executor and images for the tiers that drive the real RktCli and Executor against rkt-sim.
 pytest_plugins = ["fixtures_k8s", "fixtures_sim"]
+REAL_RKT = pytest.StashKey[realrkt.RealRkt]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -16,15 +23,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--with-rkt",
         action="store_true",
         default=False,
-        help="also run the tier that needs a real rkt binary (on PATH or --rkt-path) and root",
+        help="require the real-rkt tiers (fail instead of skipping when rkt is missing)",
     )
-    parser.addoption("--rkt-path", default="rkt", help="the real rkt binary for --with-rkt")
+    parser.addoption(
+        "--rkt-path",
+        default=None,
+        help="the real rkt binary (default: $RKT_DIR/rkt from make test)",
+    )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--with-rkt"):
+def pytest_configure(config: pytest.Config) -> None:
+    real = realrkt.find(config.getoption("--rkt-path"))
+    config.stash[REAL_RKT] = real
+    if real.usable and not realrkt.systemd_is_pid1():
+        # rkt's host stage1 finds systemd-nspawn through PATH; on a host without systemd as
+        # PID 1 the project's nspawn shim (host setup, like installing rkt) goes first.
+        os.environ["PATH"] = f"{realrkt.NSPAWN_SHIM_DIR}{os.pathsep}{os.environ['PATH']}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    real = config.stash[REAL_RKT]
+    return f"real rkt: {real.binary}" if real.usable else f"real rkt: none ({real.why_not})"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "rkt" not in item.keywords:
         return
-    skip_real = pytest.mark.skip(reason="needs a real rkt binary and root: run with --with-rkt")
-    for item in items:
-        if "rkt" in item.keywords:
-            item.add_marker(skip_real)
+    real = item.config.stash[REAL_RKT]
+    if real.usable:
+        return
+    if realrkt.in_ci() or item.config.getoption("--with-rkt"):
+        pytest.fail(f"the real-rkt tier must run here but cannot: {real.why_not}", pytrace=False)
+    pytest.skip(real.why_not)
+
+
+@pytest.fixture(scope="session")
+def real_rkt(pytestconfig: pytest.Config) -> str:
+    """The real rkt binary (tests using it carry the ``rkt`` marker)."""
+    real = pytestconfig.stash[REAL_RKT]
+    assert real.usable, real.why_not
+    assert real.binary is not None
+    return real.binary
+
+
+@pytest.fixture(scope="session")
+def host_left_clean() -> Iterator[None]:
+    """Session-wide: the real-rkt tiers leave no netns, veth, NAT rule or mount behind."""
+    before = realrkt.host_snapshot()
+    yield
+    left = realrkt.leftovers(before, realrkt.host_snapshot())
+    assert not left, f"the real-rkt tiers left host state behind: {left}"

@@ -101,6 +101,13 @@ class PodWrongState(RktError):
     retryable = True
 
 
+class PodStarting(PodWrongState):
+    """``rkt stop`` of a pod that shows ``running`` before stage1 has written its pid: rkt's
+    stop entrypoint fails (``error reading pid``) and does not retry; the caller may."""
+
+    reason = "PodStarting"
+
+
 class RktOutputError(RktError):
     """rkt exited 0 but its output could not be parsed (bad JSON, no UUID line)."""
 

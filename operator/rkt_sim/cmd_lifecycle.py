@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -67,9 +68,18 @@ def _app_pids(pod: pods.Pod) -> list[int]:
     return found
 
 
+class StopEntrypointFailed(Exception):
+    """stage1's stop entrypoint failed: it printed its own line and exited 254."""
+
+
 def _stop_pod(pod: pods.Pod, force: bool) -> None:
-    ppid_text = (pod.path / "ppid").read_text().strip()
-    ppid = int(ppid_text)
+    try:
+        ppid = int((pod.path / "ppid").read_text().strip())
+    except FileNotFoundError:
+        # A pod shows "running" (with its networks) before stage1 writes ppid; rkt's stop
+        # entrypoint then fails and stop reports it, without retrying.
+        sys.stderr.write("error reading pid: open ppid: no such file or directory\n")
+        raise StopEntrypointFailed from None
     if not force:
         os.kill(ppid, signal.SIGTERM)
         return
@@ -106,6 +116,10 @@ def run_stop(ctx: Context, parsed: Parsed) -> int:
             continue
         try:
             _stop_pod(pod, force)
+        except StopEntrypointFailed:
+            ctx.err(f"error stopping {gofmt.quote(pod.uuid)}: exit status 254")
+            errors += 1
+            continue
         except (OSError, ValueError) as exc:
             ctx.err(f"error stopping {gofmt.quote(pod.uuid)}: {exc}")
             errors += 1

@@ -16,6 +16,7 @@ from rkt_sim.context import Context
 from rkt_sim.errors import SimError
 from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed, bool_flag, str_flag
 
+DEFAULT_LOCAL_CONFIG = Path("/etc/rkt")
 USAGE = "Usage:\n  rkt run-prepared UUID [flags]\n"
 FLAGSET = FlagSet(
     (
@@ -108,14 +109,20 @@ def run(ctx: Context, parsed: Parsed) -> int:
         raise SimError(f'pod "{pod.uuid}" is not prepared') from None
     if not pods.try_lock(fd):
         raise SimError(f'pod "{pod.uuid}" is not prepared')
+    before = pod.path
     try:
         pod.move("run")
     except OSError:
-        raise SimError(f'pod "{pod.uuid}" is not prepared') from None
+        raise SimError(
+            f"cannot transition to run: rename {before} {pod.path.parent.parent / 'run' / pod.uuid}"
+            ": no such file or directory"
+        ) from None
     # From here on this is stage1's work: the lock stays held until this process ends.
     if isinstance(nets, list):
         try:
-            network.setup(ctx.data_dir, ctx.local_config, pod.path, pod.uuid, nets)
+            # rkt's run-prepared does not hand --local-config to stage1 (only run does), so
+            # stage1 looks for user networks in the default /etc/rkt/net.d.
+            network.setup(ctx.data_dir, DEFAULT_LOCAL_CONFIG, pod.path, pod.uuid, nets)
         except network.NetworkError as exc:
             runner.stage1_error(f"failed to setup network: {exc}")
             return 254

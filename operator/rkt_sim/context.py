@@ -132,8 +132,9 @@ class Context:
     def out(self, line: str = "") -> None:
         sys.stdout.write(line if line.endswith("\n") else line + "\n")
 
-    def err(self, line: str) -> None:
-        text = f"{self.prefix}: {line}"
+    def err(self, line: str, *, prefix: str | None = None) -> None:
+        """One stderr line with rkt's logger prefix (the command's, or a package's own)."""
+        text = f"{prefix or self.prefix}: {line}"
         sys.stderr.write(text if text.endswith("\n") else text + "\n")
 
     def skip_image_check(self) -> bool:

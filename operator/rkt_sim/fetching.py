@@ -103,6 +103,9 @@ def import_file(ctx: Context, store: ImageStore, path: str, signature: str | Non
         raise FetchError(str(exc)) from None
 
 
+UNKNOWN_SIGNER = "openpgp: signature made by unknown entity"
+
+
 def _verify(
     ctx: Context, store: ImageStore, file_path: Path, data: bytes, signature: str | None
 ) -> None:
@@ -119,6 +122,10 @@ def _verify(
     try:
         keys.verify_detached(keys.keys_for(configs, manifest["name"]), file_path, asc)
     except keys.TrustError as exc:
+        if str(exc) == UNKNOWN_SIGNER:
+            # rkt's image package logs this hint (its own "image:" prefix) before the error.
+            ctx.err("If you expected the signing key to change, try running:", prefix="image")
+            ctx.err("    rkt trust --prefix <image>", prefix="image")
         raise FetchError(str(exc)) from None
 
 

@@ -225,6 +225,8 @@ def parse_prepare(args: Sequence[str], flagset: FlagSet = PREPARE_FLAGSET) -> Pr
     events, index = _parse_flags_at(flagset, args, 0)
     for event in events:
         _apply(parsed, event)
+    if index < len(args) and args[index] == "--":
+        index += 1  # pflag consumes the first "--" that ends the leading flags
     # Phase 2: rkt's own loop over images, inter-app flags and argument groups.
     try:
         _parse_apps(parsed, flagset, args, index)

@@ -93,9 +93,16 @@ def _packets(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
+# Public-key algorithms rkt 1.30's OpenPGP package reads (RSA, ElGamal, DSA, ECDH, ECDSA);
+# an EdDSA key (22, gpg's default today) is refused at trust time, as rkt does.
+SUPPORTED_ALGORITHMS = frozenset({1, 2, 3, 16, 17, 18, 19})
+
+
 def _fingerprint(body: bytes) -> bytes:
     if not body or body[0] != 4:
         raise TrustError("openpgp: unsupported feature: public key version")
+    if len(body) > 5 and body[5] not in SUPPORTED_ALGORITHMS:
+        raise TrustError(f"openpgp: unsupported feature: public key type: {body[5]}")
     return hashlib.sha1(
         b"\x99" + len(body).to_bytes(2, "big") + body, usedforsecurity=False
     ).digest()

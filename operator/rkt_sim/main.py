@@ -18,7 +18,7 @@ from typing import Any
 from rkt_sim import faults
 from rkt_sim.context import Context
 from rkt_sim.errors import FlagError, SimError
-from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed
+from rkt_sim.flags import GLOBAL_FLAGS, GLOBAL_NAMES, FlagSet, Parsed
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,48 @@ def _root_help() -> str:
     return ROOT_HELP.format(commands="\n".join(f"  {n}" for n in names))
 
 
+# One line per command for the NAME: section of its usage (the simulator's own wording).
+SUMMARIES = {
+    "version": "Print the version and exit",
+    "prepare": "Prepare a pod from images and leave it ready to run",
+    "run-prepared": "Run a prepared pod",
+    "status": "Show the state of a pod",
+    "list": "List the pods and their states",
+    "cat-manifest": "Print the pod manifest",
+    "stop": "Stop running pods",
+    "rm": "Remove pods and their on-disk state",
+    "gc": "Collect exited and expired pods",
+    "enter": "Run a command inside an app of a running pod",
+    "trust": "Trust a key for signed images",
+    "fetch": "Fetch images into the store",
+    "image list": "List the images in the store",
+    "image fetch": "Fetch images into the store",
+    "image rm": "Remove images from the store",
+    "sim-import-remote": "Simulator only: register an image file for a remote name",
+}
+
+
+def _option_lines(flags: Any) -> list[str]:
+    return [
+        f"      --{f.name}\t{f.help}".rstrip()
+        for f in sorted(flags, key=lambda f: f.name)
+        if not f.hidden and f.name != "help"
+    ]
+
+
+def usage_text(command: str, module: Any, spec: Spec) -> str:
+    """A command's usage in rkt's layout: NAME, USAGE, OPTIONS, GLOBAL OPTIONS (on stdout)."""
+    lines = [ln.strip() for ln in getattr(module, spec.usage).splitlines()]
+    synopsis = next((ln for ln in lines if ln and ln != "Usage:"), f"rkt {command}")
+    own = getattr(module, spec.flags).flags.values() if spec.flags else ()
+    options = _option_lines(f for f in own if f.name not in GLOBAL_NAMES)
+    text = f"NAME:\n\t{command.split()[-1]} - {SUMMARIES.get(command, '')}\n\n"
+    text += f"USAGE:\n\t{synopsis}\n\n"
+    if options:
+        text += "OPTIONS:\n" + "\n".join(options) + "\n\n"
+    return text + "GLOBAL OPTIONS:\n" + "\n".join(_option_lines(GLOBAL_FLAGS)) + "\n\n"
+
+
 def _match(word: str, candidates: Sequence[str]) -> str | None:
     """cobra with prefix matching: an exact name or a unique prefix."""
     if word in candidates:
@@ -141,17 +183,23 @@ def _run(argv: Sequence[str]) -> int:
     spec = COMMANDS[command]
     module: Any = importlib.import_module(spec.module)
     payload: Any
-    if spec.flags:
-        parsed: Parsed = getattr(module, spec.flags).parse(rest, interspersed=spec.interspersed)
-        payload = parsed
-        events = parsed.events
-        wants_help = parsed.help
-    else:
-        payload = getattr(module, spec.parser)(rest)
-        events = payload.events
-        wants_help = any(e.flag.name == "help" for e in events)
+    try:
+        if spec.flags:
+            parsed: Parsed = getattr(module, spec.flags).parse(rest, interspersed=spec.interspersed)
+            payload = parsed
+            events = parsed.events
+            wants_help = parsed.help
+        else:
+            payload = getattr(module, spec.parser)(rest)
+            events = payload.events
+            wants_help = any(e.flag.name == "help" for e in events)
+    except FlagError as exc:
+        # cobra: the error and a blank line on stderr, the command's usage on stdout.
+        sys.stderr.write(f"Error: {exc.message}\n\n")
+        sys.stdout.write(usage_text(command, module, spec))
+        return exc.code
     if wants_help or pre_parsed.help:
-        sys.stdout.write(getattr(module, spec.usage))
+        sys.stdout.write(usage_text(command, module, spec))
         return 0
     context_flags = Parsed(events=[*pre_parsed.events, *events])
     ctx = Context.from_flags(command, context_flags, _environment())
@@ -162,7 +210,7 @@ def _run(argv: Sequence[str]) -> int:
         return int(getattr(module, spec.function)(ctx, payload))
     except SimError as exc:
         if exc.usage:
-            sys.stdout.write(getattr(module, spec.usage))
+            sys.stdout.write(usage_text(command, module, spec))
         if exc.message and exc.cobra:
             sys.stderr.write(f"Error: {exc.message}\n")
         elif exc.message:

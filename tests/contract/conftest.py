@@ -1,14 +1,20 @@
 """Fixtures of the rkt contract suite: one behavioural suite, two executables.
 
-``rkt`` runs every test against the simulator (``rkt-sim``) and, with ``--with-rkt`` on a
-root machine, against the real rkt (``--rkt-path``). Each test gets its own ``--dir`` and
-``--local-config``; pods it starts are force-stopped afterwards.
+``rkt`` runs every test against the simulator (``rkt-sim``) and against the real rkt (host
+flavor, as root; see ``tests/realrkt.py``). Each test gets its own ``--dir`` and
+``--local-config``; every pod it made is stopped and removed afterwards, and the real tier
+must leave no network namespace, veth, NAT rule or mount behind (``host_left_clean``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from contractlib import GpgKey, Images, Keys, Rkt, sim_path
@@ -18,9 +24,11 @@ from rkt_devkit.aci import build_aci
 
 @pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.rkt)])
 def rkt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rkt]:
-    """The rkt under test: the simulator always, the real rkt with ``--with-rkt``."""
+    """The rkt under test: the simulator, and the real rkt (host flavor, as root)."""
     kind = request.param
-    binary = sim_path() if kind == "sim" else str(request.config.getoption("--rkt-path"))
+    if kind == "real":
+        request.getfixturevalue("host_left_clean")
+    binary = sim_path() if kind == "sim" else request.getfixturevalue("real_rkt")
     logs = tmp_path / "logs"
     logs.mkdir()
     instance = Rkt(binary, kind, tmp_path / "data", tmp_path / "etc-rkt", logs)
@@ -66,4 +74,35 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     return Keys(
         GpgKey.create(root / "trusted", "builder@example.com"),
         GpgKey.create(root / "stranger", "mallory@example.org"),
+        GpgKey.create(root / "eddsa", "modern@example.net", algorithm="ed25519"),
     )
+
+
+@pytest.fixture
+def host_net_conf(rkt: Rkt) -> Iterator[Callable[[str, dict[str, Any]], None]]:
+    """Write a CNI network into the host's /etc/rkt/net.d for one test, then remove it (and
+    the bridge a bridge network leaves, which rkt's teardown does not delete)."""
+    if os.geteuid() != 0:
+        pytest.skip("writes /etc/rkt/net.d: needs root")
+    written: list[tuple[Path, str | None]] = []
+    created_dirs: list[Path] = []
+
+    def write(name: str, conf: dict[str, Any]) -> None:
+        net_d = Path("/etc/rkt/net.d")
+        for d in (net_d.parent, net_d):
+            if not d.exists():
+                d.mkdir()
+                created_dirs.append(d)
+        target = net_d / f"90-{name}.conf"
+        target.write_text(json.dumps(conf))
+        written.append((target, conf.get("bridge")))
+
+    yield write
+    rkt.cleanup()  # the pods go first: their teardown needs the network's configuration
+    for target, bridge in written:
+        target.unlink(missing_ok=True)
+        if bridge:
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+    for d in reversed(created_dirs):
+        with contextlib.suppress(OSError):
+            d.rmdir()

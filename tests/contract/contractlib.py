@@ -103,31 +103,74 @@ class Rkt:
             time.sleep(0.1)
 
     def start(self, uuid: str, *flags: str) -> dict[str, object]:
-        """Spawn and wait until the app has started (``--wait-ready``)."""
+        """Spawn and wait until the apps have started, as the agent does."""
         self.spawn(uuid, *flags)
-        self.ok("status", f"--wait-ready={int(WAIT_SECONDS)}s", uuid)
-        return self.wait_state(uuid, "running")
+        return self.wait_started(uuid)
+
+    def wait_started(self, uuid: str, timeout: float = WAIT_SECONDS) -> dict[str, object]:
+        """Poll ``status`` until the pod runs and its apps have started (``started_at``).
+
+        Not ``status --wait-ready``: with the host flavor on a host whose PID 1 is not
+        systemd (these machines) it never succeeds, so neither rkt users nor the agent can
+        rely on it; both runtimes agree on the polled fields.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status_json(uuid)
+            if status["state"] == "running" and "started_at" in status:
+                return status
+            assert status["state"] in {"prepared", "running"}, f"pod {uuid} ended: {status}"
+            assert time.monotonic() < deadline, f"pod {uuid} never started: {status}"
+            time.sleep(0.1)
+
+    def wait_enterable(self, uuid: str, app: str | None = None) -> None:
+        """Poll until ``enter`` reaches a set-up app (its /proc and hostname in place).
+
+        With real rkt, ``started_at`` can show before the app's root is complete: an
+        ``enter`` at that moment runs with an empty /etc/hostname and no /proc entries.
+        """
+        deadline = time.monotonic() + WAIT_SECONDS
+        target = [f"--app={app}"] if app else []
+        while True:
+            done = self.run("enter", *target, uuid, "/bin/cat", "/etc/hostname", timeout=30)
+            if done.returncode == 0 and done.stdout.strip() == f"rkt-{uuid}":
+                return
+            assert time.monotonic() < deadline, f"enter never worked: {done}"
+            time.sleep(0.2)
 
     def cleanup(self) -> None:
+        """Stop every pod this test made and remove it all, as an operator must: with real
+        rkt only ``rm`` (or ``gc``) tears down a pod's network namespace, veth, iptables
+        chains and overlay mounts."""
+        listed = self.run("list", "--format=json", timeout=60)
+        pods: list[dict[str, object]] = []
+        with contextlib.suppress(ValueError):
+            pods = json.loads(listed.stdout or "null") or []
+        uuids = [str(p["name"]) for p in pods]
+        running = [str(p["name"]) for p in pods if p.get("state") == "running"]
+        if running:
+            self.run("stop", "--force", *running, timeout=60)
         for process in self.pods:
-            if process.poll() is None:
-                with contextlib.suppress(subprocess.SubprocessError):
-                    subprocess.run(
-                        self.argv("stop", "--force", *self._uuid_of(process)),
-                        capture_output=True,
-                        timeout=30,
-                        check=False,
-                    )
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        deadline = time.monotonic() + WAIT_SECONDS
+        for uuid in running:
+            while self.status_state(uuid) == "running" and time.monotonic() < deadline:
+                time.sleep(0.2)
+        if uuids:
+            self.run("rm", *uuids, timeout=120)
+        self.run("gc", "--grace-period=0s", "--expire-prepared=0s", timeout=120)
 
-    @staticmethod
-    def _uuid_of(process: subprocess.Popen[bytes]) -> list[str]:
-        args = process.args
-        return [str(args[-1])] if isinstance(args, list) else []
+    def status_state(self, uuid: str) -> str | None:
+        done = self.run("status", "--format=json", uuid, timeout=30)
+        if done.returncode != 0:
+            return None
+        with contextlib.suppress(ValueError, AttributeError):
+            return str(json.loads(done.stdout).get("state"))
+        return None
 
 
 @dataclass(frozen=True)
@@ -140,7 +183,8 @@ class GpgKey:
     public: Path  # the armored public key
 
     @classmethod
-    def create(cls, home: Path, email: str) -> GpgKey:
+    def create(cls, home: Path, email: str, algorithm: str = "rsa2048") -> GpgKey:
+        """rsa2048 by default: rkt 1.30's OpenPGP reads RSA keys, not EdDSA (type 22)."""
         home.mkdir(mode=0o700, parents=True)
         gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
         subprocess.run(
@@ -150,7 +194,7 @@ class GpgKey:
                 "",
                 "--quick-gen-key",
                 f"Test <{email}>",
-                "ed25519",
+                algorithm,
                 "sign",
                 "never",
             ],
@@ -210,3 +254,4 @@ class Images:
 class Keys:
     trusted: GpgKey
     stranger: GpgKey
+    eddsa: GpgKey  # gpg's default key type today, which rkt cannot read

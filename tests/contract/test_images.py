@@ -89,6 +89,18 @@ def test_trust_error_paths(rkt: Rkt, keys: Keys, tmp_path: Path) -> None:
     assert garbage.stderr.startswith("trust: error adding keys: ")
 
 
+def test_trust_refuses_an_eddsa_key(rkt: Rkt, keys: Keys) -> None:
+    done = rkt.run(
+        "trust", "--prefix=example.com/sleeper", "--skip-fingerprint-review", str(keys.eddsa.public)
+    )
+    assert done.returncode == 254
+    assert (
+        done.stderr
+        == "trust: error adding keys: openpgp: unsupported feature: public key type: 22\n"
+    )
+    assert not (rkt.local_config / "trustedkeys").exists()
+
+
 def test_trust_without_review_flag_needs_a_tty(rkt: Rkt, keys: Keys) -> None:
     done = rkt.run("trust", "--prefix=example.com/sleeper", str(keys.trusted.public))
     assert done.returncode == 254
@@ -118,4 +130,8 @@ def test_signed_image_needs_a_trusted_key_for_its_prefix(
     keys.stranger.sign(forged)
     refused = rkt.run("fetch", str(forged))
     assert refused.returncode == 254
-    assert refused.stderr.startswith("fetch: ")
+    assert refused.stderr.splitlines() == [
+        "image: If you expected the signing key to change, try running:",
+        "image:     rkt trust --prefix <image>",
+        "fetch: openpgp: signature made by unknown entity",
+    ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from contractlib import WAIT_SECONDS, Images, Rkt
@@ -117,9 +118,17 @@ def test_enter_sees_the_app_as_nobody(rkt: Rkt, images: Images) -> None:
     """Nomad's S7: ``ps`` inside the pod shows the app running as nobody/nogroup."""
     uuid = rkt.prepare(str(images.sleeper), "--user=nobody", "--group=nogroup")
     rkt.start(uuid)
-    done = rkt.run("enter", uuid, "/bin/ps", "-o", "user,group,args")
-    assert done.returncode == 0, done.stderr
-    rows = [line.split(None, 2) for line in done.stdout.splitlines()[1:]]
+    rkt.wait_enterable(uuid)
+    # Real rkt's stage1 forks the app's unit process first (ps shows "(sleep)" as root) and
+    # execs the app as nobody a moment later: poll.
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        done = rkt.run("enter", uuid, "/bin/ps", "-o", "user,group,args")
+        assert done.returncode == 0, done.stderr
+        rows = [line.split(None, 2) for line in done.stdout.splitlines()[1:]]
+        if ["nobody", "nogroup", "/bin/sleep 3600"] in rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert ["nobody", "nogroup", "/bin/sleep 3600"] in rows
 
 
@@ -130,6 +139,7 @@ def test_enter_returns_the_command_status_and_sees_the_pod(
     host.mkdir()
     uuid = rkt.prepare(f"--volume=data,kind=host,source={host}", str(images.sleeper))
     rkt.start(uuid)
+    rkt.wait_enterable(uuid)
     done = rkt.run(
         "enter", uuid, "/bin/sh", "-c", "cat /etc/hostname; echo hi > /data/from-enter; exit 4"
     )
@@ -148,6 +158,7 @@ def test_enter_needs_a_running_pod(rkt: Rkt, images: Images) -> None:
 def test_enter_asks_which_app_of_a_multi_app_pod(rkt: Rkt, images: Images) -> None:
     uuid = rkt.prepare(str(images.sleeper), "--name=one", str(images.sleeper), "--name=two")
     rkt.start(uuid)
+    rkt.wait_enterable(uuid, app="two")
     done = rkt.run("enter", uuid, "/bin/true")
     assert done.returncode == 254
     assert done.stderr.splitlines() == [

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from contractlib import WAIT_SECONDS, Images, Rkt
@@ -138,7 +140,8 @@ def test_list_json(rkt: Rkt, images: Images) -> None:
 def test_stop_signals_and_returns(rkt: Rkt, images: Images) -> None:
     uuid = rkt.prepare(str(images.sleeper))
     process = rkt.spawn(uuid)
-    rkt.ok("status", f"--wait-ready={int(WAIT_SECONDS)}s", uuid)
+    rkt.wait_started(uuid)
+    rkt.wait_enterable(uuid)
     done = rkt.run("stop", uuid)
     assert done.returncode == 0
     assert done.stdout == f'"{uuid}"\n'
@@ -163,7 +166,7 @@ def test_stop_force_kills_a_pod_that_ignores_sigterm(rkt: Rkt, images: Images) -
     script = "trap '' TERM; while true; do sleep 1; done"
     uuid = rkt.prepare(str(images.shell), "--exec=/bin/sh", "--", "-c", script)
     process = rkt.spawn(uuid)
-    rkt.ok("status", f"--wait-ready={int(WAIT_SECONDS)}s", uuid)
+    rkt.wait_started(uuid)
     rkt.ok("stop", "--force", uuid)
     process.wait(timeout=WAIT_SECONDS)
     assert process.returncode != 0
@@ -272,7 +275,7 @@ def test_pod_survives_the_death_of_its_launcher(rkt: Rkt, images: Images) -> Non
     launcher = subprocess.Popen([sys.executable, "-c", launch, *rkt.argv("run-prepared", uuid)])
     try:
         assert launcher.wait(timeout=WAIT_SECONDS) == 0
-        rkt.ok("status", f"--wait-ready={int(WAIT_SECONDS)}s", uuid)
+        rkt.wait_started(uuid)
         time.sleep(0.5)
         assert rkt.status_json(uuid)["state"] == "running"
     finally:
@@ -288,22 +291,33 @@ def test_unknown_network_fails_the_pod(rkt: Rkt, images: Images) -> None:
     assert rkt.status_json(uuid)["state"] == "exited"
 
 
-def test_network_from_local_config(rkt: Rkt, images: Images) -> None:
-    net_d = rkt.local_config / "net.d"
-    net_d.mkdir(parents=True)
+def test_run_prepared_reads_networks_from_the_default_config_only(
+    rkt: Rkt, images: Images, host_net_conf: Callable[[str, dict[str, Any]], None]
+) -> None:
+    """``run-prepared`` does not pass --local-config to stage1 (only ``run`` does): user
+    networks come from /etc/rkt/net.d, whatever --local-config says."""
+    name = f"rktop{os.getpid() % 10000}"
     conf = {
-        "name": "backend",
+        "name": name,
         "type": "bridge",
-        "bridge": "rkt-test0",
+        "bridge": f"{name}br",
         "ipMasq": True,
         "ipam": {"type": "host-local", "subnet": "10.222.0.0/24"},
     }
-    (net_d / "10-backend.conf").write_text(json.dumps(conf))
+    only_local = rkt.local_config / "net.d"
+    only_local.mkdir(parents=True)
+    (only_local / f"10-{name}.conf").write_text(json.dumps(conf))
+    missed = rkt.prepare(str(images.shell))
+    done = rkt.run("run-prepared", f"--net={name}", missed)
+    assert done.returncode == 254
+    assert f"networks not found: {name}" in done.stderr
+
+    host_net_conf(name, conf)
     uuid = rkt.prepare(str(images.sleeper))
-    status = rkt.start(uuid, "--net=backend:IP=10.222.0.77")
+    status = rkt.start(uuid, f"--net={name}:IP=10.222.0.77")
     net: Any = status["networks"]
     assert [(n["netName"], n["ip"], n["mask"], n["args"]) for n in net] == [
-        ("backend", "10.222.0.77", "255.255.255.0", "IP=10.222.0.77")
+        (name, "10.222.0.77", "255.255.255.0", "IP=10.222.0.77")
     ]
 
 
@@ -321,4 +335,10 @@ def test_only_one_run_prepared_wins(rkt: Rkt, images: Images) -> None:
         results.append((racer.returncode, err.decode()))
     assert sorted(code for code, _ in results) == [0, 254, 254]
     losers = [err for code, err in results if code == 254]
-    assert all(err.strip() == f'run-prepared: pod "{uuid}" is not prepared' for err in losers)
+    # A loser either sees the pod no longer prepared, or loses the rename race itself.
+    for err in losers:
+        line = err.strip().splitlines()[-1]
+        assert line == f'run-prepared: pod "{uuid}" is not prepared' or (
+            line.startswith("run-prepared: cannot transition to run: rename ")
+            and line.endswith(f"/pods/run/{uuid}: no such file or directory")
+        ), err

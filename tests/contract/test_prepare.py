@@ -78,7 +78,7 @@ def test_default_app_name_is_the_last_path_component(rkt: Rkt, images: Images) -
         ),
         (["--set-env=1BAD=x", "{sleeper}"], "1BAD"),
         (["--exec=/bin/true", "{sleeper}"], "--exec must follow an image"),
-        (["--", "{sleeper}"], "an image is required before any app arguments"),
+        (["--", "--", "{sleeper}"], "an image is required before any app arguments"),
         ([], "must provide at least one image or specify the pod manifest"),
         (["{bare}"], "has no app section and --exec argument is not provided"),
         (["{sleeper}", "--memory=16m"], "too low"),
@@ -197,3 +197,9 @@ def test_environment_precedence(rkt: Rkt, images: Images, tmp_path: Path) -> Non
 def test_cat_manifest_of_an_unknown_pod_fails(rkt: Rkt) -> None:
     done = rkt.run("cat-manifest", "0f0f0f0f")
     assert done.returncode == 254
+
+
+def test_a_leading_double_dash_is_eaten_by_the_flag_parser(rkt: Rkt, images: Images) -> None:
+    """``prepare --quiet -- IMAGE``: pflag consumes the first ``--``, so the image is read."""
+    uuid = rkt.prepare("--", str(images.sleeper))
+    assert rkt.status_json(uuid)["state"] == "prepared"

@@ -205,7 +205,7 @@ def _packet(tag: int, body: bytes) -> bytes:
 
 
 def test_armored_key_fingerprint_and_identity() -> None:
-    key_body = bytes([4]) + (1_600_000_000).to_bytes(4, "big") + bytes([22]) + b"\x01" * 40
+    key_body = bytes([4]) + (1_600_000_000).to_bytes(4, "big") + bytes([1]) + b"\x01" * 40
     uid = b"Builder <b@example.com>"
     armored = (
         "-----BEGIN PGP PUBLIC KEY BLOCK-----\nComment: test\n\n"

@@ -67,7 +67,7 @@ def test_per_app_flag_before_an_image_is_a_cobra_error() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--", "img"], "an image is required before any app arguments"),
+        (["--", "--", "img"], "an image is required before any app arguments"),
         (["img", "--", "a", "---", "--", "b"], "only one set of app arguments allowed per image"),
         (["img", "--exec=/a", "--exec=/b"], "--exec specified multiple times for the same image"),
         (

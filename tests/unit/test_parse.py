@@ -324,6 +324,7 @@ RKT = ["/usr/bin/rkt", "--dir=/var/lib/rkt", "--local-config=/etc/rkt"]
         (["status", "5d"], "stderr-status-ambiguous.txt", errors.AmbiguousUUID, False),
         (["run-prepared", U1], "stderr-run-prepared-not-prepared.txt", errors.PodWrongState, True),
         (["stop", U2], "stderr-stop-not-running.txt", errors.PodWrongState, True),
+        (["stop", U2], "stderr-stop-before-pid.txt", errors.PodStarting, True),
         (["rm", U1], "stderr-rm-running.txt", errors.PodWrongState, True),
         (["rm", U2], "stderr-rm-preparing.txt", errors.PodWrongState, True),
         (["enter", U2, "/bin/true"], "stderr-enter-not-running.txt", errors.PodWrongState, True),

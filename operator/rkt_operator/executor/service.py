@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 PodStats = stats.PodStats
 FORCE_WAIT_SECONDS = 10.0  # after `rkt stop --force`, how long the pod may take to go
+STARTING_WAIT_SECONDS = 30.0  # a running pod whose stage1 has not yet written its pid
 
 
 @dataclass(frozen=True)
@@ -334,15 +335,8 @@ class Executor:
         before = await self.observe(uuid)
         if before is None or before.finished:
             return  # unknown, or it ended by itself: not a stop by the agent
-        try:
-            await self.rkt.stop(uuid)
-        except errors.PodNotFound:
-            return
-        except errors.PodWrongState:
-            observed = await self.observe(uuid)
-            if observed is None or not observed.running:
-                return  # prepared (never ran) or being prepared: nothing to stop
-            await self.rkt.stop(uuid)
+        if not await self._signal_stop(uuid):
+            return  # prepared (never ran), being prepared, gone: nothing to stop
         self._record_stop(before, "SIGTERM")
         if await self._wait_finished(uuid, grace):
             log.info("pod stopped uuid=%s", uuid)
@@ -350,7 +344,7 @@ class Executor:
         log.warning("pod ignored stop, killing uuid=%s kill_timeout=%s", uuid, grace)
         self._record_stop(before, "SIGKILL")
         with contextlib.suppress(errors.PodNotFound, errors.PodWrongState):
-            await self.rkt.stop(uuid, force=True)
+            await self._signal_stop(uuid, force=True)
         if not await self._wait_finished(uuid, FORCE_WAIT_SECONDS):
             raise errors.RktError(f"pod {uuid} still running after rkt stop --force")
 
@@ -361,6 +355,30 @@ class Executor:
         root = TaskDirs.for_task(self.settings.task_root, pod.identity).root
         with contextlib.suppress(OSError):  # a report detail: never fail a stop for it
             files.write_stop(files.stop_file(root, pod.uuid), signal_name)
+
+    async def _signal_stop(self, uuid: str, *, force: bool = False) -> bool:
+        """``rkt stop [--force]``; False when the pod does not run (nothing to stop).
+
+        Real rkt shows a pod ``running`` (with its networks) before stage1 has written its
+        pid, and ``rkt stop`` fails in that window (``PodStarting``) without retrying: the
+        stop is retried with back-off until the pid is there (``STARTING_WAIT_SECONDS``).
+        """
+        deadline = time.monotonic() + STARTING_WAIT_SECONDS
+        attempt = 0
+        while True:
+            try:
+                await self.rkt.stop(uuid, force=force)
+                return True
+            except errors.PodNotFound:
+                return False
+            except errors.PodWrongState:
+                observed = await self.observe(uuid)
+                if observed is None or not observed.running:
+                    return False
+                if time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(discovery.next_delay(attempt))
+            attempt += 1
 
     async def _wait_finished(self, uuid: str, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

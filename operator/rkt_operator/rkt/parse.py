@@ -396,6 +396,8 @@ def classify(argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> 
         cls = errors.PodNotFound
     elif sub in UUID_COMMANDS and re.search(r"ambiguous uuid, \d+ matches", stderr):
         cls = errors.AmbiguousUUID
+    elif sub == "stop" and "error reading pid" in stderr:
+        cls = errors.PodStarting
     elif sub in UUID_COMMANDS and _WRONG_STATE_RE.search(stderr):
         cls = errors.PodWrongState
     elif sub == "prepare":
