@@ -116,20 +116,28 @@ def test_the_example_nomad_jobs_run_on_two_nodes_with_the_demo_images(
             sim.fetch(aci)
         start_agent(sim)
     node_a, node_b = (n.name for n in nodes)
-    manifests = _convert(f"--node={node_a}", f"--node={node_b}", str(EXAMPLES / "kv.nomad"))
+    manifests = _convert(f"--node={node_a}", f"--node={node_b}", str(EXAMPLES / "ticker.nomad"))
     manifests += "---\n" + _convert(f"--node={node_b}", str(EXAMPLES / "hello.nomad"))
     kubectl("apply", f"--namespace={namespace}", "-f", "-", input=manifests)
 
-    placed = {}
-    for name in ("kv-store-server-0", "kv-store-server-1"):
+    for index, sim in enumerate(nodes):
+        name = f"ticker-clock-tick-{index}"
         obj = wait_task(
             kubectl, namespace, name,
             lambda o: phase_is("Running")(o) and condition(o, "Ready").get("status") == "True",
             what="Running and Ready",
         )  # fmt: skip
-        assert obj["status"]["ports"][0]["hostPort"] == 12380
-        placed[name] = obj["spec"]["nodeName"]
-    assert placed == {"kv-store-server-0": node_a, "kv-store-server-1": node_b}
+        assert obj["spec"]["nodeName"] == sim.name  # instance i on the i-th --node
+        ticks = task_dir(sim, namespace, name, obj["metadata"]["uid"]) / "local" / "ticks"
+        # Two ticks: the loop runs, with the job's interpolation done ($(date) by the shell).
+        text = wait_for(
+            lambda t=ticks: t.exists() and t.read_text().count("\n") >= 2 and t.read_text(),
+            what=f"{ticks}",
+        )  # fmt: skip
+        assert str(text).startswith(f"ticker.clock[{index}] ")
+        assert "$(date)" not in str(text)
+        again = wait_task(kubectl, namespace, name, phase_is("Running"), what="still Running")
+        assert again["status"]["restarts"] == 0
     done = wait_task(kubectl, namespace, "hello-greet-echo", phase_is("Succeeded"), what="done")
     uid, uuid = done["metadata"]["uid"], done["status"]["uuid"]
     log = task_dir(nodes[1], namespace, "hello-greet-echo", uid) / "alloc" / "logs"
