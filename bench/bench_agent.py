@@ -32,6 +32,8 @@ from controllers import floor as floor_controller
 from phase import run_phase
 from report import PhaseResult, render_json, render_text
 from rkt_devkit.controlplane import ControlPlane
+from scale import check_memory, run_scale
+from scale import render as render_scale
 from simnode import IMAGE_NAME, IMAGE_VERSION, SimNode, service_spec
 
 log = logging.getLogger("bench")
@@ -47,7 +49,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_agent.py", description=(__doc__ or "").splitlines()[0]
     )
-    parser.add_argument("--tasks", type=int, default=200, help="tasks per batch (default 200)")
+    parser.add_argument(
+        "--tasks", type=int, default=None, help="tasks per batch (default 200; --scale: 1000)"
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="the scale mode instead of the phases: --tasks tasks (default 1000) on one node, "
+        "--running of them services (default 500): agent RSS, idle resync cost, restart",
+    )
+    parser.add_argument(
+        "--running", type=int, default=500, help="--scale: how many tasks are services"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=60.0, help="--scale: seconds of the idle window"
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -94,6 +110,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)
+    if args.tasks is None:
+        args.tasks = 1000 if args.scale else 200
+    args.running = min(args.running, args.tasks)
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
     floors = [f.strip() for f in args.floors.split(",") if f.strip() and f.strip() != "none"]
@@ -201,7 +220,72 @@ def _rkt_phase(
         node.cleanup()
 
 
+def _run_scale(args: argparse.Namespace, workdir: Path, out: Any) -> int:
+    check_memory(args.running, real=args.rkt is not None)
+    started: list[Controller] = []
+    node = _node(args, workdir / "node-scale")
+    with ControlPlane(args.assets, base_dir=workdir) as plane:
+        try:
+            _setup_cluster(plane, args.crds, [AGENT_NODE])
+            api = plane.api_client()
+            spec = node.prepare()
+            flags = node_flags(
+                rkt_path=node.rkt_path,
+                rkt_dir=node.rkt_dir,
+                local_config=node.local_config,
+                task_root=node.task_root,
+            )
+
+            def make_agent(log_name: str) -> Controller:
+                controller = agent_controller(
+                    venv_bin=VENV_BIN,
+                    node=AGENT_NODE,
+                    rkt_flags=flags,
+                    kubeconfig=plane.kubeconfig,
+                    log=workdir / "logs" / log_name,
+                    marker=node.marker,
+                    extra=args.agent_arg,
+                    env=_rkt_env(args),
+                )
+                started.append(controller)
+                return controller
+
+            result = run_scale(
+                make_agent=make_agent,
+                node=node,
+                api=api,
+                kubectl=plane.kubectl,
+                metrics=plane.metrics,
+                workdir=workdir / "manifests",
+                namespace=NAMESPACE,
+                node_name=AGENT_NODE,
+                spec=spec,
+                tasks=args.tasks,
+                running=args.running,
+                idle=args.idle,
+                timeout=args.timeout,
+            )
+            meta = _meta(args, plane)
+            api.close()  # type: ignore[no-untyped-call]
+        finally:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)
+            for controller in started:
+                controller.stop(grace=5.0)
+            log.info("removing the pods of the scale node")
+            node.cleanup()
+    runtime = f"real rkt {args.rkt}" if args.rkt else "rkt-sim"
+    header = (
+        f"rkt-operator agent at scale on {runtime}: kube-apiserver {meta['kube_apiserver']}, "
+        f"Python {meta['python']}, kopf {meta['kopf']}, {meta['cpus']} CPUs"
+    )
+    print(render_scale(result, header), file=out, flush=True)
+    return 0 if result.up_done == result.tasks and not result.duplicates else 1
+
+
 def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
+    if args.scale:
+        return _run_scale(args, workdir, out)
     nodes = ([] if args.no_agent else [AGENT_NODE]) + [
         f"bench-floor-{e}" for e in args.floor_engines
     ]

@@ -19,6 +19,7 @@ from floor import running_status, selectors
 from phase import BATCH_LABEL, NODE_LABEL, task_manifest
 from report import PhaseResult, percentile, ratio, render_json, render_text
 from rkt_operator.model.status import RktTaskStatus
+from scale import _confirmations
 from simnode import SimNode
 
 # Lines as kube-apiserver v1.36 prints them (captured), plus reads and another resource.
@@ -179,3 +180,20 @@ def test_rkt_wrapper_counts_subcommands_and_runs_the_binary(tmp_path: Path) -> N
         "status u1",
         "--debug status",
     ]
+
+
+def test_restart_confirmations_are_read_from_the_agent_log(tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+    log.write_text(
+        'time=t level=INFO logger=rkt_operator.kopfapp msg="agent started node=n"\n'
+        "time=t level=INFO logger=kopf.objects object=bench/a msg=\"Handler 'resume' "
+        'succeeded."\n'
+        "time=t level=ERROR logger=kopf.objects object=bench/b msg=\"Handler 'resume' "
+        'failed temporarily: x"\n'
+        "time=t level=INFO logger=kopf.objects object=bench/c msg=\"Handler 'resume' succ"
+    )
+    offset, done, failed, up = _confirmations(log, 0)
+    assert (done, failed, up) == ({"bench/a"}, 1, True)
+    with log.open("a") as fh:  # the partial last line is read once complete
+        fh.write('eeded."\n')
+    assert _confirmations(log, offset)[1:] == ({"bench/c"}, 0, False)

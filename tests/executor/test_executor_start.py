@@ -233,3 +233,34 @@ async def test_rkt_failure_during_start_is_retryable(
     assert info.value.retryable is True
     observed = await executor.ensure_started(plan)  # fault consumed: the retry works
     assert observed.running
+
+
+async def test_start_with_a_listing_at_hand_runs_no_rkt_list(
+    settings: Settings, rkt: RktCli, images: dict[str, Path]
+) -> None:
+    ran: list[str] = []
+    counting = Executor(
+        settings=settings, rkt=RktCli(settings, observer=lambda sub, _s: ran.append(sub))
+    )
+    plan = make_plan(settings, identity(), images["sleeper"])
+    observed = await counting.ensure_started(plan, listed=[])
+    assert observed.running
+    assert "list" not in ran
+    assert ran.count("prepare") == 1
+    # The start finished: no unfinished-start marker is left for the next start to heed.
+    assert not files.start_marker(settings.task_root, identity().uid).exists()
+    assert await pods_of(rkt, identity().uid) == [observed.uuid]
+
+
+async def test_an_unfinished_start_overrules_the_listing_at_hand(
+    executor: Executor, settings: Settings, rkt: RktCli, images: dict[str, Path]
+) -> None:
+    """A killed agent's start (its marker left behind) may have made a pod that the new
+    agent's listing does not show: rkt is listed again, the pod adopted, none duplicated."""
+    plan = make_plan(settings, identity(), images["sleeper"])
+    first = await executor.ensure_started(plan)
+    files.write_atomic(files.start_marker(settings.task_root, identity().uid), b"")
+    again = await Executor(settings=settings, rkt=RktCli(settings)).ensure_started(plan, listed=[])
+    assert again.uuid == first.uuid
+    assert await pods_of(rkt, identity().uid) == [first.uuid]
+    assert not files.start_marker(settings.task_root, identity().uid).exists()

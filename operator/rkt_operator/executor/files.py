@@ -75,6 +75,12 @@ def stop_file(root: Path, uuid: str) -> Path:
     return root / f"{uuid}.stop"
 
 
+def start_marker(task_root: Path, uid: str) -> Path:
+    """Present from just before a task's ``rkt prepare`` until its pod is launched: a start
+    that a killed agent left unfinished (see ``Executor.ensure_started``)."""
+    return lock_file(task_root, uid).with_suffix(".starting")
+
+
 def pod_files(root: Path, uuid: str) -> list[Path]:
     """The supervisor files of one pod (logs excluded)."""
     return [

@@ -52,6 +52,15 @@ STARTING_WAIT_SECONDS = 30.0  # a running pod whose stage1 has not yet written i
 
 
 @dataclass(frozen=True)
+class _Live:
+    """A live pod of the task being started, from a listing."""
+
+    uuid: str
+    state: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
 class ExecResult:
     """A command run inside a pod: its exit code and the end of its merged output."""
 
@@ -101,20 +110,36 @@ class Executor:
         plan: LaunchPlan,
         *,
         on_prepared: Callable[[str], Awaitable[None]] | None = None,
+        listed: Sequence[PodObservation] | None = None,
     ) -> PodObservation:
         """Idempotent, crash-safe start of the pod of ``plan.identity`` (uid + generation).
 
         ``on_prepared(uuid)`` is awaited once the pod is prepared and before it is launched
         (also for an adopted pod that was prepared but never launched), so the caller can
         record the UUID first; if it raises, the pod stays prepared and the next call adopts
-        it. See the module docstring for the crash-safety argument."""
+        it. See the module docstring for the crash-safety argument.
+
+        ``listed``: the task's pods from a listing this agent process took after its own
+        last action on the node (the reconciler's pod cache). It replaces the ``rkt list``
+        under the start lock unless a start of the task was left unfinished (the start
+        marker, written before ``rkt prepare`` and removed once the pod is launched, is
+        there): only such a start, by an agent that was killed, can have made a pod that a
+        listing of this process does not show."""
         identity = plan.identity
+        marker = files.start_marker(self.settings.task_root, identity.uid)
         async with self._locks.hold(identity.uid) as lock_fd:
             # 1. Adopt a live pod of this uid+generation, if rkt knows one.
+            if listed is not None and not marker.exists():
+                known = [(p.uuid, p.identity, p.state, p.created_at) for p in listed]
+            else:
+                known = [
+                    (p.uuid, identity_from(p.annotations()), p.state, p.created_at)
+                    for p in await self.rkt.list()
+                ]
             mine = [
-                p
-                for p in await self.rkt.list()
-                if identity_from(p.annotations()) == identity and p.state in ("prepared", "running")
+                _Live(uuid, state, created)
+                for uuid, owner, state, created in known
+                if owner == identity and state in ("prepared", "running")
             ]
             if mine:
                 mine.sort(key=lambda p: p.created_at.timestamp() if p.created_at else 0.0)
@@ -132,11 +157,13 @@ class Executor:
                     ):
                         await on_prepared(pod.uuid)
                     await self._launch_adopted(plan, pod.uuid)
+                files.remove_quietly(marker)  # the start is finished now
                 return await self._await_running(plan, pod.uuid)
             # 2. Fresh start: directories, secrets, trust, prepare, launch.
             await asyncio.to_thread(self._make_dirs, plan)
             if plan.trust:
                 await self.rkt.trust(plan.trust, secrets=plan.redact)
+            files.write_atomic(marker, b"", mode=0o600)
             try:
                 uuid = await self.rkt.prepare(
                     plan.prepare, secrets=plan.redact, pass_fds=(lock_fd,)
@@ -153,6 +180,7 @@ class Executor:
             # The log files of older pods of the task go, but for the previous one's.
             await asyncio.to_thread(logrotate.forget_pods, files.logs_dir(plan.dirs.root), uuid)
             await self.launcher.launch(plan, uuid)
+            files.remove_quietly(marker)
             return await self._await_running(plan, uuid)
 
     def _make_dirs(self, plan: LaunchPlan, *, secrets: bool = True) -> None:

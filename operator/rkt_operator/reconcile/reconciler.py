@@ -282,7 +282,11 @@ class Reconciler:
         start = decision.start
         if start is None:
             return taskstate.Applied(removed=removed, stopped=stopped), status
-        started, status = await self._start(task, status, spec, start, decision, out, logger)
+        # What the decision saw is still the truth unless a pod was removed or stopped here.
+        listed = list(seen.pods) if not removed and stopped is None else None
+        started, status = await self._start(
+            task, status, spec, start, decision, out, logger, listed=listed
+        )
         return taskstate.Applied(removed=removed, started=started, stopped=stopped), status
 
     def _track_probes(
@@ -389,9 +393,13 @@ class Reconciler:
         decision: plan.Decision,
         out: Outcome,
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        listed: list[PodObservation] | None = None,
     ) -> tuple[PodObservation, Mapping[str, Any]]:
         """Start the pod; the UUID is written to status (phase Preparing) between
-        ``rkt prepare`` and the launch. Returns the pod and the status now in force."""
+        ``rkt prepare`` and the launch. Returns the pod and the status now in force.
+        ``listed``: the task's pods as the decision saw them, when still current (the
+        executor then needs no ``rkt list`` of its own)."""
         env = await envrefs.resolve_env(spec.env, task.body, source=self.api)
         identity = task.identity
         dirs = TaskDirs.for_task(self.settings.task_root, identity)
@@ -424,7 +432,9 @@ class Reconciler:
 
         async with self._starts:
             try:
-                started = await self.executor.ensure_started(launch, on_prepared=record_uuid)
+                started = await self.executor.ensure_started(
+                    launch, on_prepared=record_uuid, listed=listed
+                )
             finally:
                 self.pods.invalidate()
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
