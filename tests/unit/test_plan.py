@@ -10,7 +10,6 @@ import pytest
 from rkt_operator.reconcile import plan
 from rkt_operator.reconcile.plan import (
     Backoff,
-    PodView,
     Reason,
     Recorded,
     RemovePod,
@@ -19,36 +18,65 @@ from rkt_operator.reconcile.plan import (
     State,
     StopPod,
 )
+from rkt_operator.rkt.types import PodObservation, TaskIdentity
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
 BACKOFF = Backoff(initial_seconds=10, max_seconds=300)
 
 
-def running(uuid: str, gen: int = 1, age: float = 60) -> PodView:
+def pod(
+    uuid: str,
+    gen: int,
+    state: str,
+    running: bool,
+    finished: bool,
+    exit_code: int | None = None,
+    created_at: datetime | None = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+) -> PodObservation:
+    """A pod of task "ns/t" started for generation ``gen``, as the executor reports it."""
+    return PodObservation(
+        uuid=uuid,
+        identity=TaskIdentity("ns", "t", "uid-1", gen),
+        state=state,
+        running=running,
+        finished=finished,
+        exit_code=exit_code,
+        ip=None,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+
+
+def running(uuid: str, gen: int = 1, age: float = 60) -> PodObservation:
     created = NOW - timedelta(seconds=age)
-    return PodView(uuid, gen, "running", True, False, None, created, created)
+    return pod(uuid, gen, "running", True, False, None, created, created)
 
 
-def prepared(uuid: str, gen: int = 1, age: float = 5) -> PodView:
+def prepared(uuid: str, gen: int = 1, age: float = 5) -> PodObservation:
     created = NOW - timedelta(seconds=age)
-    return PodView(uuid, gen, "prepared", False, False, None, created)
+    return pod(uuid, gen, "prepared", False, False, None, created)
 
 
-def preparing(uuid: str, gen: int = 1) -> PodView:
-    return PodView(uuid, gen, "preparing", False, False, None, NOW - timedelta(seconds=1))
+def preparing(uuid: str, gen: int = 1) -> PodObservation:
+    return pod(uuid, gen, "preparing", False, False, None, NOW - timedelta(seconds=1))
 
 
-def exited(uuid: str, code: int | None, gen: int = 1, ran: float = 30, ago: float = 1) -> PodView:
+def exited(
+    uuid: str, code: int | None, gen: int = 1, ran: float = 30, ago: float = 1
+) -> PodObservation:
     finished = NOW - timedelta(seconds=ago)
     started = finished - timedelta(seconds=ran)
-    return PodView(uuid, gen, "exited", False, True, code, started, started, finished)
+    return pod(uuid, gen, "exited", False, True, code, started, started, finished)
 
 
 @dataclass
 class Row:
     id: str
-    pods: list[PodView]
+    pods: list[PodObservation]
     recorded: Recorded = field(default_factory=Recorded)
     policy: RestartPolicy = RestartPolicy.NEVER
     generation: int = 1
@@ -483,9 +511,15 @@ RUNNING_A = Recorded(state=State.RUNNING, generation=1, uuid="a")
 def test_an_unhealthy_pod_is_stopped_and_its_exit_decided_at_once(
     policy: RestartPolicy, state: State, requeue: float | None
 ) -> None:
-    unhealthy = PodView("a", 1, "running", True, False, None, NOW, NOW, unhealthy=True)
+    unhealthy = pod("a", 1, "running", True, False, None, NOW, NOW)
     decision = plan.decide(
-        generation=1, policy=policy, recorded=RUNNING_A, pods=[unhealthy], now=NOW, backoff=BACKOFF
+        generation=1,
+        policy=policy,
+        recorded=RUNNING_A,
+        pods=[unhealthy],
+        now=NOW,
+        backoff=BACKOFF,
+        unhealthy={"a"},
     )
     assert decision.actions == (StopPod("a", Reason.STOP_UNHEALTHY),)
     assert (decision.state, decision.pod_uuid, decision.reason) == (state, "a", Reason.REPORT_EXIT)

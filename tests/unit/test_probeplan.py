@@ -14,9 +14,9 @@ from rkt_operator.model.probes import Probe
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.reconcile import plan, probeplan, taskstate
 from rkt_operator.reconcile import status as c
-from rkt_operator.reconcile.plan import Backoff, PodView, Reason, Recorded, RestartPolicy, State
+from rkt_operator.reconcile.plan import Backoff, Reason, Recorded, RestartPolicy, State
 from rkt_operator.reconcile.probeplan import Kind, Result, Verdict
-from rkt_operator.rkt.types import PodObservation
+from rkt_operator.rkt.types import PodObservation, TaskIdentity
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 OK = Result(True, "exit code 0")
@@ -117,14 +117,29 @@ NOW = T0 + timedelta(hours=1)
 BACKOFF = Backoff(initial_seconds=10, max_seconds=300)
 
 
-def stopped(uuid: str, code: int, *, killed: bool) -> PodView:
+def stopped(uuid: str, code: int) -> PodObservation:
     finished = NOW - timedelta(seconds=1)
     started = finished - timedelta(seconds=30)
-    return PodView(uuid, 1, "exited", False, True, code, started, started, finished, killed)
+    return replace(
+        POD,
+        uuid=uuid,
+        identity=TaskIdentity("ns", "t", "uid-1", 1),
+        state="exited",
+        running=False,
+        finished=True,
+        exit_code=code,
+        created_at=started,
+        started_at=started,
+        finished_at=finished,
+    )
 
 
 def decide(
-    policy: RestartPolicy, pods: list[PodView], recorded: Recorded | None = None
+    policy: RestartPolicy,
+    pods: list[PodObservation],
+    recorded: Recorded | None = None,
+    *,
+    killed: frozenset[str] = frozenset(),
 ) -> plan.Decision:
     return plan.decide(
         generation=1,
@@ -133,6 +148,7 @@ def decide(
         pods=pods,
         now=NOW,
         backoff=BACKOFF,
+        killed=killed,
     )
 
 
@@ -150,7 +166,7 @@ def test_a_killed_pod_exited_in_failure_whatever_its_code(
     policy: RestartPolicy, killed: bool, state: State
 ) -> None:
     # a pod stopped gracefully records exit code 0
-    decision = decide(policy, [stopped("a", 0, killed=killed)])
+    decision = decide(policy, [stopped("a", 0)], killed=frozenset({"a"} if killed else ()))
     assert decision.state is state
     assert decision.reason is Reason.REPORT_EXIT
     assert decision.exit_code == 0
@@ -164,7 +180,7 @@ def test_a_reported_failure_stands_after_the_agent_forgot_the_kill(state: State)
         state=state, generation=1, uuid="a", exit_code=0, finished_at=NOW - timedelta(seconds=1)
     )
     policy = RestartPolicy.NEVER if state is State.FAILED else RestartPolicy.ON_FAILURE
-    decision = decide(policy, [stopped("a", 0, killed=False)], recorded)
+    decision = decide(policy, [stopped("a", 0)], recorded)
     assert decision.state is state
     assert decision.reason is (Reason.WAIT if state is State.FAILED else Reason.RESTART_AFTER)
     # and once the pod is gone (garbage-collected), a back-off still ends in a restart

@@ -1,7 +1,9 @@
 """Pure decision of what to do with one task's pods (the kubelet's ``computePodActions``).
 
 Inputs are plain values: the desired generation and restart policy, what the task's status
-already records, the pods rkt reports for the task, the current time and the restart back-off.
+already records, the pods rkt reports for the task (``rkt.types.PodObservation``, the value
+the executor reports, with the UUIDs the agent stopped or must stop for a failed liveness
+probe), the current time and the restart back-off.
 The output is a :class:`Decision`: the pods to stop or remove, whether to start one, and the
 state the task is in, each with a stable reason, so that it can be logged and table-tested.
 
@@ -12,9 +14,9 @@ Invariants the decision keeps:
 - a pod is started only when no live pod of the desired generation is left;
 - an exit is reported once; a terminal task (``Succeeded``/``Failed`` for this generation)
   is never started again, even after rkt's garbage collection removed its pod;
-- a running pod whose liveness probe failed (``PodView.unhealthy``) is stopped, and its exit
+- a running pod whose liveness probe failed (``unhealthy``) is stopped, and its exit
   is decided in the same decision (a failure: back off or fail, per restartPolicy);
-- a pod the agent stopped because its liveness probe failed (``PodView.killed``) exited
+- a pod the agent stopped because its liveness probe failed (``killed``) exited
   in failure whatever its exit code, and so did an exit already reported as Failed or
   backing off (the status keeps that after the agent restarts);
 - restarts follow the policy with exponential back-off (``initial * 2**step`` capped at
@@ -27,9 +29,11 @@ No processes, no clock, no Kubernetes here: the caller observes and applies.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+from rkt_operator.rkt.types import PodObservation
 
 # A pod that ran at least this long before exiting resets the back-off (kubelet behaviour).
 BACKOFF_RESET_AFTER = timedelta(minutes=10)
@@ -69,34 +73,6 @@ class Reason(enum.StrEnum):
     POD_LOST = "PodLost"
     STOP_UNHEALTHY = "StopUnhealthy"
     WAIT = "Wait"
-
-
-@dataclass(frozen=True)
-class PodView:
-    """The facts about one pod the decision needs (built from the executor's observation)."""
-
-    uuid: str
-    generation: int
-    state: str
-    running: bool
-    finished: bool
-    exit_code: int | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    killed: bool = False  # stopped by the agent after failing its liveness probe
-    unhealthy: bool = False  # running, and its liveness probe failed: to be stopped
-
-    @property
-    def live(self) -> bool:
-        """Running, or prepared and waiting to be launched: a pod that counts as "the" pod."""
-        return self.running or (not self.finished and self.state == "prepared")
-
-    @property
-    def transient(self) -> bool:
-        """Neither live nor finished (``embryo``, ``preparing``, ``deleting``...): debris of
-        an interrupted prepare; it can never become the task's pod."""
-        return not self.live and not self.finished
 
 
 @dataclass(frozen=True)
@@ -177,7 +153,7 @@ class Decision:
         return tuple(a for a in self.actions if not isinstance(a, StartPod))
 
 
-def _newest_first(pods: Sequence[PodView]) -> list[PodView]:
+def _newest_first(pods: Sequence[PodObservation]) -> list[PodObservation]:
     epoch = datetime.min
     return sorted(
         pods,
@@ -197,10 +173,10 @@ def _restart_wanted(policy: RestartPolicy, exit_code: int | None, *, failure: bo
     return False
 
 
-def _ran_long(pod: PodView | None) -> bool:
-    if pod is None or pod.started_at is None or pod.finished_at is None:
+def _ran_long(started_at: datetime | None, finished_at: datetime | None) -> bool:
+    if started_at is None or finished_at is None:
         return False
-    return pod.finished_at - pod.started_at >= BACKOFF_RESET_AFTER
+    return finished_at - started_at >= BACKOFF_RESET_AFTER
 
 
 def decide(
@@ -208,11 +184,15 @@ def decide(
     generation: int,
     policy: RestartPolicy,
     recorded: Recorded,
-    pods: Sequence[PodView],
+    pods: Sequence[PodObservation],
     now: datetime,
     backoff: Backoff,
+    killed: Collection[str] = (),
+    unhealthy: Collection[str] = (),
 ) -> Decision:
-    """Decide what to do with the pods of one task. Pure and deterministic."""
+    """Decide what to do with the pods of one task. Pure and deterministic. ``killed``: the
+    pods the agent stopped because their liveness probe failed; ``unhealthy``: running pods
+    whose liveness probe failed (to be stopped)."""
     ordered = _newest_first(pods)
     current = [p for p in ordered if p.generation == generation or p.uuid == recorded.accepted_uuid]
     outdated = [p for p in ordered if p not in current]
@@ -244,7 +224,7 @@ def decide(
             exit_code=recorded.exit_code,
             finished_at=None,
         )
-        if keep.running and keep.unhealthy:
+        if keep.running and keep.uuid in unhealthy:
             # The liveness probe failed: stop the pod, and decide its exit now (a failure;
             # the exit code and time are the stop's, filled in by ``exited``).
             return _after_exit(
@@ -257,7 +237,7 @@ def decide(
                 exit_code=None,
                 finished_at=now,
                 reported=False,
-                ran_long=_ran_long(replace(keep, finished_at=now)),
+                ran_long=_ran_long(keep.started_at, now),
                 lost=False,
                 present=True,
                 failure=True,
@@ -300,10 +280,11 @@ def decide(
             exit_code=last.exit_code if not reported else recorded.exit_code,
             finished_at=finished_at or now,
             reported=reported,
-            ran_long=_ran_long(last),
+            ran_long=_ran_long(last.started_at, last.finished_at),
             lost=False,
             present=True,
-            failure=last.killed or (reported and recorded.state in (State.FAILED, State.BACKOFF)),
+            failure=last.uuid in killed
+            or (reported and recorded.state in (State.FAILED, State.BACKOFF)),
         )
 
     # 5. No pod of this generation on the node.

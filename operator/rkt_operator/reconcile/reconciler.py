@@ -190,9 +190,11 @@ class Reconciler:
             generation=generation,
             policy=plan.RestartPolicy(spec.restart_policy),
             recorded=seen.recorded,
-            pods=seen.views(),
+            pods=seen.pods,
             now=self.now(),
             backoff=seen.backoff,
+            killed=seen.killed.keys(),
+            unhealthy=seen.unhealthy.keys(),
         )
         logger.debug(
             "decision reason=%s state=%s actions=%s", decision.reason, decision.state,

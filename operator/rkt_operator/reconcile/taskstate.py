@@ -1,8 +1,8 @@
 """Pure glue between an RktTask object, the pod decision and the status builders.
 
-Reads what the decision needs back from the object (``Task``, ``recorded_from``), turns the
-executor's observations into ``plan.PodView`` values, and turns a ``plan.Decision`` plus the
-observed pod into the ``status.Summary`` and ``status.PodFacts`` the status is built
+Reads what the decision needs back from the object (``Task``, ``recorded_from``), holds what
+one pass observed and applied (``Observed``, ``Applied``), and turns a ``plan.Decision`` plus
+the observed pod into the ``status.Summary`` and ``status.PodFacts`` the status is built
 from. No I/O and no clock.
 """
 
@@ -105,13 +105,6 @@ class Observed:
     killed: Mapping[str, Verdict]
     unhealthy: Mapping[str, Verdict]
 
-    def views(self) -> list[plan.PodView]:
-        """The pods as the decision sees them."""
-        return [
-            pod_view(p, killed=p.uuid in self.killed, unhealthy=p.uuid in self.unhealthy)
-            for p in self.pods
-        ]
-
     def pod(self, uuid: str | None) -> PodObservation | None:
         return pod_named(self.pods, uuid)
 
@@ -150,24 +143,6 @@ def reported(
         pod = applied.stopped
         return plan.exited(decision, exit_code=pod.exit_code, finished_at=pod.finished_at), pod
     return decision, observed.pod(decision.pod_uuid)
-
-
-def pod_view(obs: PodObservation, *, killed: bool = False, unhealthy: bool = False) -> plan.PodView:
-    """The decision's view of a pod; ``killed``: the agent stopped it because its liveness
-    probe failed; ``unhealthy``: it runs and its liveness probe failed."""
-    return plan.PodView(
-        uuid=obs.uuid,
-        generation=obs.identity.generation if obs.identity else -1,
-        state=obs.state,
-        running=obs.running,
-        finished=obs.finished,
-        exit_code=obs.exit_code,
-        created_at=obs.created_at,
-        started_at=obs.started_at,
-        finished_at=obs.finished_at,
-        killed=killed,
-        unhealthy=unhealthy and obs.running,
-    )
 
 
 def _int(value: object) -> int | None:

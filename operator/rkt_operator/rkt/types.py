@@ -102,7 +102,8 @@ class LaunchPlan:
 @dataclass(frozen=True)
 class PodObservation:
     """One pod as the executor reports it: what ``rkt list``/``rkt status`` (and the
-    supervisor's exit file) say, with the task identity read from its annotations."""
+    supervisor's exit file) say, with the task identity read from its annotations. The one
+    pod value from the executor to the decision (``reconcile.plan``)."""
 
     uuid: str
     identity: TaskIdentity | None
@@ -118,3 +119,19 @@ class PodObservation:
     # The signal the agent stopped the pod with (SIGTERM, or SIGKILL when forced), when the
     # agent stopped it; None when the app ended by itself.
     stop_signal: str | None = None
+
+    @property
+    def generation(self) -> int:
+        """The task generation the pod was started for (-1 when not stamped)."""
+        return self.identity.generation if self.identity else -1
+
+    @property
+    def live(self) -> bool:
+        """Running, or prepared and waiting to be launched: a pod that counts as "the" pod."""
+        return self.running or (not self.finished and self.state == "prepared")
+
+    @property
+    def transient(self) -> bool:
+        """Neither live nor finished (``embryo``, ``preparing``, ``deleting``...): debris of
+        an interrupted prepare; it can never become the task's pod."""
+        return not self.live and not self.finished
