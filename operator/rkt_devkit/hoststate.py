@@ -11,10 +11,13 @@ so it never touches what other users of the machine made.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,8 +103,16 @@ def remove_iptables_chains(binary: str, table: str, chains: set[str]) -> None:
             log.warning("%s -t %s -X %s: %s", binary, table, chain, result.stderr.strip())
 
 
-def _remove_empty_cgroups(top: Path) -> None:
-    """rmdir a cgroup tree bottom-up (a cgroup directory holds only kernel files)."""
+def remove_cgroup_tree(top: Path, *, kill: bool = False) -> None:
+    """rmdir a cgroup tree bottom-up (a cgroup directory holds only kernel files); with
+    ``kill``, SIGKILL the processes still in it first (only for a tree the caller owns)."""
+    if kill:
+        for procs in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                for pid in procs.read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.5)
     for dirpath, dirnames, _ in os.walk(top, topdown=False):
         for name in dirnames:
             try:
@@ -160,7 +171,7 @@ class HostState:
                 shutil.rmtree(path, ignore_errors=True)
                 undone.append(f"rm -r {path}")
         for cgroup in sorted(set(CGROUP_ROOT.glob(f"*/{KUBEPODS}")) - self.existing_cgroups):
-            _remove_empty_cgroups(cgroup)
+            remove_cgroup_tree(cgroup)
             undone.append(f"rmdir {cgroup}")
         if self.propagation != "shared" and root_propagation() == "shared":
             flag = "--make-slave" if self.propagation == "slave" else "--make-private"

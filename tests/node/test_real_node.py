@@ -32,7 +32,7 @@ from nodelib import NodeInputs
 from rkt_devkit import processes
 from rkt_devkit.aci import build_aci
 from rkt_devkit.controlplane import ControlPlane
-from rkt_devkit.hoststate import unmount_all
+from rkt_devkit.hoststate import remove_cgroup_tree, unmount_all
 from rkt_devkit.kube import get_json, wait_for
 from rkt_devkit.node import Node
 
@@ -61,6 +61,10 @@ class Scenario:
     metrics_port: int
     liveness_port: int
     observed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cgroup(self) -> str:
+        return f"rkt-operator-{self.state.name}"
 
     @property
     def plane(self) -> ControlPlane:
@@ -110,6 +114,15 @@ class Scenario:
                 "metricsEndpoint": f"http://127.0.0.1:{self.metrics_port}/metrics",
                 "resyncIntervalSeconds": 2,
                 "logFormat": "json",
+                # Pods leave the agent's container: host namespaces, a host cgroup of their
+                # own under this run's name (removed at the end).
+                "launcher": "detached",
+                "hostLaunch": "always",
+                "hostNamespacesPid": host_namespaces_pid(),
+                "hostCgroup": self.cgroup,
+                # systemd is not PID 1 here: rkt's host stage1 needs the nspawn shim first on
+                # the PATH of the rkt processes, which run in the host's mount namespace.
+                "extraPath": [str(NSPAWN_SHIM_DIR)],
             },
             "hostPaths": {
                 "rktBinary": str(rkt),
@@ -127,10 +140,6 @@ class Scenario:
                 {"name": "KUBERNETES_SERVICE_PORT", "value": self.plane.server.rsplit(":", 1)[1]},
             ],
         }
-        if "extraPath" in yaml.safe_load((CHART / "values.yaml").read_text())["agent"]:
-            # systemd is not PID 1 here: rkt's host stage1 needs the nspawn shim first on the
-            # PATH of the rkt processes, which run in the host's mount namespace (host paths).
-            values["agent"]["extraPath"] = [str(NSPAWN_SHIM_DIR)]  # type: ignore[index]
         path = self.state / f"values-{tag}.yaml"
         path.write_text(yaml.safe_dump(values))
         return str(path)
@@ -201,6 +210,16 @@ class Scenario:
         return "\n".join(parts)
 
 
+def host_namespaces_pid() -> int:
+    """PID 1 where its namespaces can be read (a real node); else 2, kthreadd, which is
+    always in the initial namespaces (machines whose PID 1 is a sandbox's supervisor)."""
+    try:
+        os.readlink("/proc/1/ns/mnt")
+    except OSError:
+        return 2
+    return 1
+
+
 def task_manifest(name: str, image: Path, host_port: int) -> str:
     return yaml.safe_dump(
         {
@@ -263,6 +282,8 @@ def _cleanup(s: Scenario) -> None:
             break
         time.sleep(1)
     s.rkt("gc", "--grace-period=0s")
+    for top in Path("/sys/fs/cgroup").glob(f"*/{s.cgroup}"):
+        remove_cgroup_tree(top, kill=True)
     unmount_all([s.state])
     shutil.rmtree(s.state, ignore_errors=True)
     with contextlib.suppress(OSError):
@@ -296,11 +317,15 @@ def test_service_task_ready_on_real_rkt_and_answers_http(scenario: Scenario) -> 
     )  # fmt: skip
     task = scenario.ready_task("web")
     uuid = task["status"]["uuid"]
-    status = scenario.pod_status(uuid)  # the host's real rkt knows the pod
+    # The host's real rkt knows the pod; its pid (stage1's) shows once rkt has recorded it.
+    status = wait_for(
+        lambda: (st := scenario.pod_status(uuid)).get("pid") and st,
+        timeout=60, interval=1, what=f"rkt status {uuid} with a pid",
+    )  # fmt: skip
     assert status["state"] == "running"
     body = wait_for(lambda: _try(scenario.http), timeout=60, interval=1, what="HTTP answer")
     assert body == "served by rkt\n"
-    scenario.observed.update(uuid=uuid, pid=status.get("pid"), restarts=task["status"]["restarts"])
+    scenario.observed.update(uuid=uuid, pid=status["pid"], started=status.get("started"))
     assert task["status"]["restarts"] == 0
 
 
@@ -316,6 +341,7 @@ def _assert_task_survived(scenario: Scenario, how: str) -> None:
     status = scenario.pod_status(uuid)
     assert status["state"] == "running", f"after {how} the pod is {status}"
     assert status.get("pid") == scenario.observed["pid"], f"after {how} the pod was restarted"
+    assert status.get("started") == scenario.observed["started"]
     assert scenario.http() == "served by rkt\n"
     # The new agent adopts the pod: the task keeps its UUID and restart count, and the agent
     # attributes the running pod to the task in its metrics.
