@@ -49,11 +49,25 @@ testenv: system-deps ## Build (once, cached outside the repo) or find etcd, kube
 rkt: ## Build (once, cached outside the repo) or find real rkt v1.30.0; prints RKT_DIR=<dir>
 	@bash $(RKTBUILD)
 
+# As root (and unless NODE=0), `make test` also builds or finds what the real-node tier needs
+# (.ci/node.sh: kubelet & co., containerd, the agent image, rkt). In CI a failure there fails
+# the run; elsewhere the tier then skips, saying why.
+NODE ?= 1
+NODE_ENV = if [ "$$(id -u)" = 0 ] && [ "$(NODE)" != 0 ]; then \
+	  if node=$$(bash .ci/node.sh); then export $$node; \
+	  elif [ "$${CI:-}" = true ]; then echo "[make] .ci/node.sh failed (required in CI)" >&2; exit 1; \
+	  else echo "[make] .ci/node.sh failed: the real-node tier will skip" >&2; fi; fi
+
 .PHONY: test
 test: system-deps $(STAMP) ## Run the whole test suite, real rkt tiers included (builds what it needs first)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(WITH_RKT) \
+	  $(NODE_ENV) && \
 	  $(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: nodeenv
+nodeenv: system-deps ## Build (once, cached outside the repo) what the real-node tier needs (root)
+	@bash .ci/node.sh
 
 .PHONY: test-rkt
 test-rkt: system-deps $(STAMP) ## Only the real-rkt tiers, required (fail instead of skip)

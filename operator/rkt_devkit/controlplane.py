@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -73,8 +74,14 @@ class ControlPlane:
         stop_timeout: float = 20.0,
         attempts: int = 5,
         openssl: str = "openssl",
+        service_accounts: bool = False,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.assets = Path(assets)
+        # ServiceAccount admission (projected tokens in pods) is only useful with a kubelet;
+        # without one it would reject pods of namespaces that have no ServiceAccount yet.
+        self.service_accounts = service_accounts
+        self.extra_args = list(extra_args)
         self.base_dir = base_dir
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -158,6 +165,11 @@ class ControlPlane:
         log.info("control plane ready at %s in %.1fs", self.server, self.startup_seconds)
         return self
 
+    @property
+    def pki(self) -> Pki:
+        """The certificates and keys of the running control plane."""
+        return self._started()[1]
+
     def _started(self) -> tuple[Path, Pki]:
         if self.run_dir is None or self._pki is None:
             raise ControlPlaneError("the control plane has not been started")
@@ -200,11 +212,15 @@ class ControlPlane:
                 "--authorization-mode=RBAC",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
+                *([] if self.service_accounts else ["--disable-admission-plugins=ServiceAccount"]),
                 f"--service-account-issuer={self.server}/",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--endpoint-reconciler-type=none",
+                # Where kube-apiserver reaches kubelets (logs, exec) as the admin user.
+                f"--kubelet-client-certificate={pki.admin_cert}",
+                f"--kubelet-client-key={pki.admin_key}",
+                *self.extra_args,
             ],
             attempt,
         )

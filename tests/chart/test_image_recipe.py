@@ -123,9 +123,30 @@ def test_copied_files_hold_what_the_package_build_needs() -> None:
         assert function in defined, f"console script {name}: {relative} has no {function}()"
 
 
+# The Python of the Debian releases the image may be based on (it uses Debian's python3).
+DEBIAN_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
+
+
 def test_base_image_python_satisfies_requires_python() -> None:
     (arg,) = [i for i in INSTRUCTIONS if i.keyword == "ARG" and i.stage == -1]
-    version = arg.arguments.partition("=")[2]
-    assert version in SpecifierSet(PYPROJECT["project"]["requires-python"])
+    name, _, release = arg.arguments.partition("=")
+    assert name == "DEBIAN"
+    assert DEBIAN_PYTHON[release] in SpecifierSet(PYPROJECT["project"]["requires-python"])
     bases = [i.arguments for i in INSTRUCTIONS if i.keyword == "FROM"]
-    assert all(b.startswith("python:${PYTHON_VERSION}-") for b in bases)
+    assert all(b.startswith("debian:${DEBIAN}-") for b in bases)
+
+
+def test_dockerfile_and_the_dockerless_build_share_one_install_step() -> None:
+    """What CI builds (.ci/agent-image.sh) is what users build: the same package list and the
+    same install script, run with the same arguments, on the same Debian release."""
+    final = [i for i in INSTRUCTIONS if i.stage == FINAL_STAGE and i.keyword == "RUN"]
+    runs = " ".join(i.arguments for i in final)
+    assert "install.sh packages" in runs
+    assert "install.sh agent /tmp/wheels" in runs
+    script = (REPO / ".ci" / "agent-image.sh").read_text()
+    assert "/tmp/image/install.sh agent /tmp/wheels" in script
+    assert '"$img/packages.txt"' in script
+    (arg,) = [i for i in INSTRUCTIONS if i.keyword == "ARG" and i.stage == -1]
+    assert f"SUITE={arg.arguments.partition('=')[2]}" in script
+    install = (REPO / "helm" / "image" / "install.sh").read_text()
+    assert '"$here/packages.txt"' in install
