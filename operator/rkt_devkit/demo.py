@@ -3,12 +3,14 @@ the examples applied, and the resulting table of tasks.
 
 Owns the demo's sequence and its state file. ``run`` starts a control plane (the detached
 ``cluster`` server, so that ``--keep`` can leave it behind), registers Node objects
-``node-a`` and ``node-b``, builds the example images and fetches them into each node's
-rkt-sim store, starts one agent per node, applies ``examples/``, waits until every task is
+``node-a`` and ``node-b`` (Ready, with allocatable memory and cpu; node-b labelled
+``disk=ssd``), builds the example images and fetches them into each node's rkt-sim store,
+starts one agent per node and the binder (``rkt-operator schedule``, which places the
+examples that name no node), applies ``examples/``, waits until every task is
 Running (services) or Succeeded (run-once tasks), prints ``kubectl get rkttasks -o wide``
 and tears everything down, or with ``--keep`` leaves it all running and says how to stop
 it. ``--stop DIR`` is that teardown: tasks deleted (their agents stop the pods), agents
-stopped, leftover pods removed, control plane stopped, directory removed.
+and binder stopped, leftover pods removed, control plane stopped, directory removed.
 
     python -m rkt_devkit.demo --assets DIR [--keep] [--dir DIR] [--rkt RKT_BINARY]
     python -m rkt_devkit.demo --stop DIR
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +47,10 @@ from rkt_devkit.demo_nodes import NodeError, SimNode, stop_agent
 REPO = Path(__file__).resolve().parents[2]
 NSPAWN_DIR = REPO / "helm" / "node"  # the systemd-nspawn shim for real rkt's host stage1
 NODES = ("node-a", "node-b")
+# What the binder sees of each node (no kubelet reports it here): labels and allocatable.
+NODE_LABELS = {"node-a": {"disk": "hdd"}, "node-b": {"disk": "ssd"}}
+ALLOCATABLE = {"memory": "2Gi", "cpu": "2", "pods": "110"}
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 STATE = "demo.json"
 
 
@@ -76,6 +83,7 @@ class Demo:
             for name in NODES
         ]
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
+        self.binder: subprocess.Popen[bytes] | None = None
 
     @property
     def cluster_dir(self) -> Path:
@@ -93,6 +101,7 @@ class Demo:
             "bin_dir": str(self.bin_dir),
             "rkt": str(self.rkt) if self.rkt else None,
             "agents": {name: popen.pid for name, popen in self.agents.items()},
+            "binder": self.binder.pid if self.binder is not None else None,
             **extra,
         }
         (self.dir / STATE).write_text(json.dumps(state, indent=2) + "\n")
@@ -136,12 +145,33 @@ class Demo:
     def register_nodes(self) -> None:
         say(f"[2/6] registering Node objects {', '.join(NODES)} (no kubelet: objects only)")
         for node in self.nodes:
+            labels = {"kubernetes.io/os": "linux", **NODE_LABELS.get(node.name, {})}
             manifest = {
                 "apiVersion": "v1",
                 "kind": "Node",
-                "metadata": {"name": node.name, "labels": {"kubernetes.io/os": "linux"}},
+                "metadata": {"name": node.name, "labels": labels},
             }
             self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest))
+            # What a kubelet and the node lifecycle controller would report: Ready, the
+            # allocatable amounts, and no not-ready taint (admission adds one on create).
+            status = {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "DemoNode",
+                                "message": "registered by the demo"}],
+                "allocatable": ALLOCATABLE,
+                "capacity": ALLOCATABLE,
+            }  # fmt: skip
+            self.kubectl(
+                "patch", "node", node.name, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": status}),
+            )  # fmt: skip
+            current = json.loads(self.kubectl("get", "node", node.name, "-o", "json").stdout)
+            taints = [
+                t for t in current["spec"].get("taints") or [] if t.get("key") != NOT_READY_TAINT
+            ]
+            self.kubectl(
+                "patch", "node", node.name, "--type=merge",
+                "-p", json.dumps({"spec": {"taints": taints}}),
+            )  # fmt: skip
 
     def prepare_images(self, examples: Path) -> None:
         runtime = f"real rkt ({self.rkt})" if self.rkt else "rkt-sim"
@@ -162,6 +192,45 @@ class Demo:
             self.agents[node.name] = popen
             say(f"      {node.name}: pid {popen.pid}, log {node.agent_log}")
         self.save()
+
+    def start_binder(self) -> None:
+        say("      the binder: rkt-operator schedule (places the tasks that name no node)")
+        self._mark_rkt_usable()
+        log = self.dir / "binder.log"
+        argv = [
+            str(self.bin_dir / "rkt-operator"), "schedule",
+            f"--kubeconfig={self.kubeconfig}", "--lease-namespace=default",
+            "--identity=demo", "--resync-seconds=5",
+        ]  # fmt: skip
+        env = {"PATH": f"{self.bin_dir}:/usr/bin:/bin", "HOME": str(self.dir), "LANG": "C.UTF-8"}
+        with log.open("ab") as out:
+            self.binder = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                cwd=self.dir, start_new_session=True,
+            )  # fmt: skip
+        say(f"      binder: pid {self.binder.pid}, log {log}")
+        self.save()
+
+    def _mark_rkt_usable(self, timeout: float = 60.0) -> None:
+        """Wait for each agent's fingerprint label. An agent that is not root reports rkt as
+        unusable (rkt needs root); the unprivileged demo then marks the node usable itself,
+        as its simulator approximates rkt without root."""
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            while True:
+                value = self.kubectl(
+                    "get", "node", node.name, "-o",
+                    "jsonpath={.metadata.labels.rktoperator\\.io/rkt}",
+                ).stdout.strip()  # fmt: skip
+                if value == "true":
+                    break
+                if value == "false" or time.monotonic() > deadline:
+                    say(f"      {node.name}: agent not root, marked rktoperator.io/rkt=true")
+                    self.kubectl(
+                        "label", "node", node.name, "rktoperator.io/rkt=true", "--overwrite"
+                    )
+                    break
+                time.sleep(0.5)
 
     def apply_examples(self, examples: Path) -> None:
         say(f"[5/6] kubectl apply -f {examples}")
@@ -186,7 +255,8 @@ class Demo:
                 verdict, text = _judge(task)
                 if seen.get(name) != text:
                     seen[name] = text
-                    say(f"      {name} ({task['spec']['nodeName']}): {text}")
+                    where = task["spec"].get("nodeName") or "not bound yet"
+                    say(f"      {name} ({where}): {text}")
                 if verdict == "failed":
                     raise DemoError(f"task {name} failed: {text}")
                 if verdict == "waiting":
@@ -226,7 +296,27 @@ class Demo:
 
     # ----- teardown ---------------------------------------------------------------------------
 
-    def stop(self, agent_pids: dict[str, int]) -> None:
+    def stop_binder(self, pid: int | None) -> None:
+        """SIGTERM the binder (it releases its Lease) if that pid is still our binder."""
+        if pid is None:
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return
+        if b"schedule" not in cmdline or not any(b"rkt-operator" in a for a in cmdline):
+            return
+        os.kill(pid, signal.SIGTERM)
+        if self.binder is not None and self.binder.pid == pid:
+            self.binder.wait(timeout=30)
+            self.binder = None
+        else:
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        say(f"      binder (pid {pid}) stopped")
+
+    def stop(self, agent_pids: dict[str, int], binder_pid: int | None = None) -> None:
         say("tearing down: deleting the tasks (their agents stop the pods)")
         if self.kubeconfig.exists():
             self.kubectl("delete", "rkttasks", "--all", "-A", "--wait=false", check=False)
@@ -236,6 +326,7 @@ class Demo:
                 if left.returncode != 0 or not left.stdout.strip():
                     break
                 time.sleep(1.0)
+        self.stop_binder(binder_pid)
         for node in self.nodes:
             pid = agent_pids.get(node.name)
             if pid is not None and stop_agent(pid, node):
@@ -344,6 +435,7 @@ def run(
         if rkt is not None:
             examples = _examples_with_free_ports(examples, directory)
         demo.start_agents()
+        demo.start_binder()
         demo.apply_examples(examples)
         demo.wait_for_tasks(timeout)
         say("\n$ kubectl get rkttasks -A -o wide")
@@ -358,7 +450,7 @@ def run(
         say("\ninterrupted")
         keep = False
     if keep:
-        for popen in demo.agents.values():
+        for popen in [*demo.agents.values(), *([demo.binder] if demo.binder else [])]:
             popen.returncode = 0  # they live on by design; keep Popen from warning about it
         say(f"left running (KEEP). kubeconfig: {demo.kubeconfig}")
         say(f"  export KUBECONFIG={demo.kubeconfig}")
@@ -368,7 +460,10 @@ def run(
         say(f"  agents: {pids}; logs in {directory}/<node>/agent.log")
         say(f"stop it with: {sys.executable} -m rkt_devkit.demo --stop {directory}")
         return 0 if ok else 1
-    demo.stop({name: popen.pid for name, popen in demo.agents.items()})
+    demo.stop(
+        {name: popen.pid for name, popen in demo.agents.items()},
+        demo.binder.pid if demo.binder is not None else None,
+    )
     return 0 if ok else 1
 
 
@@ -377,7 +472,11 @@ def stop(directory: Path) -> int:
         say(f"no demo in {directory} (no {STATE})")
         return 1
     demo, state = Demo.load(directory)
-    demo.stop({name: int(pid) for name, pid in state.get("agents", {}).items()})
+    binder = state.get("binder")
+    demo.stop(
+        {name: int(pid) for name, pid in state.get("agents", {}).items()},
+        int(binder) if binder is not None else None,
+    )
     return 0
 
 

@@ -330,6 +330,9 @@ class BinderSettings(BaseModel):
     resync_seconds: float = Field(
         30.0, gt=0, description="Re-examine unbound tasks at least this often."
     )
+    bind_workers: int = Field(
+        8, ge=1, le=64, description="Binds written concurrently (decisions stay one at a time)."
+    )
     kubeconfig: str | None = Field(
         None, description="kubeconfig file (default: in-cluster, else the usual lookup)."
     )

@@ -165,7 +165,9 @@ def test_binder_with_only_the_chart_rbac_binds_and_is_refused_the_rest(
             what="the task bound with the chart's RBAC only",
         )
         assert where == node, binder.log()
-        assert "Forbidden" not in binder.log()
+        # No RBAC denial of the binder's own requests (other tests' leftovers in terminating
+        # namespaces may refuse events; that is the namespace, not RBAC).
+        assert "is forbidden: User" not in binder.log()
     finally:
         binder.stop()
         delete_nodes(control_plane.kubectl, [node])

@@ -57,6 +57,8 @@ def _assert_table(output: str) -> None:
         assert phase in rows[name], (name, rows[name])
     kv = " ".join(rows["kv-server"])
     assert "node-a" in kv
+    # The example without nodeName was bound by the binder to the only node with disk=ssd.
+    assert "node-b" in rows["web-placed"], rows["web-placed"]
     # A pod UUID and an IP address are visible for the service.
     assert any(len(cell) == 36 and cell.count("-") == 4 for cell in rows["kv-server"]), kv
     assert any(cell.count(".") == 3 for cell in rows["kv-server"]), kv

@@ -9,7 +9,8 @@ pauses rather than elects. So the binder is level-based:
 - the main thread, while this replica leads (``binder.lease``), runs a *cycle*: a consistent
   LIST of Nodes and RktTasks (no resourceVersion, so never older than our own last bind),
   the usage of every node from its bound, unfinished tasks, then each unbound task in
-  creation order through ``decide.choose``, updating the usage after every bind;
+  creation order through ``decide.choose``, taking the chosen node's share at once; the
+  writes of the binds run on a small thread pool (many in flight, decisions still serial);
 - a bind is two writes, each guarded by the resourceVersion just read or returned: the
   status (``Scheduled=True``) and then ``spec.nodeName``. A concurrent change of the task
   makes either fail with 409 Conflict and the task is looked at again in the next cycle; the
@@ -25,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -111,6 +113,13 @@ class Binder:
             on_change=lambda leading: self._dirty.set(),
         )
         self.cycles = 0
+        self._demands: dict[tuple[str, int], decide.Demand] = {}
+        self._lock = threading.Lock()
+        # Decisions are made one task at a time; the writes of a bind (status, spec, event)
+        # run on these threads so that many binds are in flight at once.
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.bind_workers, thread_name_prefix="bind"
+        )
 
     # -- watching ------------------------------------------------------------------------
 
@@ -222,7 +231,13 @@ class Binder:
                 meta["namespace"], body, _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as exc:  # an event is a courtesy: never fail a bind over it
-            log.warning("event task=%s reason=%s not posted: %s", _ref(task), reason, exc)
+            log.warning(
+                "event task=%s reason=%s not posted: %s %s",
+                _ref(task),
+                reason,
+                exc.status,
+                exc.reason,
+            )
 
     # -- one cycle -----------------------------------------------------------------------
 
@@ -268,25 +283,42 @@ class Binder:
             )
         except ApiException as exc:
             if exc.status in (404, 409, 422):
-                result.conflicts += 1
+                with self._lock:
+                    result.conflicts += 1
                 log.info("task=%s bind to node=%s lost a race (%s)", _ref(task), node, exc.status)
                 self._dirty.set()
                 return False
             raise
-        result.writes += 2
-        result.bound += 1
-        result.bindings.append((_ref(task), node))
+        with self._lock:
+            result.writes += 2
+            result.bound += 1
+            result.bindings.append((_ref(task), node))
         log.info("task=%s bound node=%s", _ref(task), node)
         self._event(task, "Normal", "Scheduled", f"Successfully assigned {_ref(task)} to {node}")
         return True
+
+    def _demand(self, task: Mapping[str, Any]) -> decide.Demand:
+        """A bound task's footprint, parsed once per (uid, generation): a spec only changes
+        with its generation, and a burst re-lists the same bound tasks many times."""
+        meta = task.get("metadata") or {}
+        key = (str(meta.get("uid")), int(meta.get("generation") or 0))
+        demand = self._demands.get(key)
+        if demand is None:
+            demand = self._demands[key] = _demand_of_bound(task)
+        return demand
 
     def cycle(self) -> CycleResult:
         """List everything, place every unbound task. Only call while leading."""
         result = CycleResult()
         nodes = [decide.node_view(n) for n in self._list_nodes()]
         tasks = self._list_tasks()
+        live = {
+            (str(t["metadata"].get("uid")), int(t["metadata"].get("generation") or 0))
+            for t in tasks
+        }
+        self._demands = {k: v for k, v in self._demands.items() if k in live}
         usage = decide.usage_by_node(
-            (t["spec"]["nodeName"], _demand_of_bound(t))
+            (t["spec"]["nodeName"], self._demand(t))
             for t in tasks
             if (t.get("spec") or {}).get("nodeName") and decide.counts_against_node(t)
         )
@@ -299,6 +331,7 @@ class Binder:
             ),
             key=_sort_key,
         )
+        pending: list[Future[bool]] = []
         for task in unbound:
             if self._stop.is_set() or not self.elector.leading():
                 log.info("no longer leading: cycle stopped")
@@ -317,8 +350,12 @@ class Binder:
                     task, st.Verdict(False, st.REASON_UNSCHEDULABLE, choice.message), result
                 )
                 continue
-            if self._bind(task, choice.node, choice.message, result):
-                usage.setdefault(choice.node, decide.Usage()).add(decide.demand_of(spec))
+            # The node's share is taken now, before the writes: the next decisions see it. A
+            # bind that then fails only leaves the share unused until the next cycle.
+            usage.setdefault(choice.node, decide.Usage()).add(decide.demand_of(spec))
+            pending.append(self._pool.submit(self._bind, task, choice.node, choice.message, result))
+        for future in pending:
+            future.result()  # re-raises what a bind raised beyond a lost race
         self.cycles += 1
         return result
 
@@ -373,6 +410,7 @@ class Binder:
                     result.conflicts,
                     time.monotonic() - started,
                 )
+        self._pool.shutdown(wait=True)
         self.elector.stop()
         threads[0].join(timeout=15)
         log.info("binder stopped identity=%s", self.settings.identity)

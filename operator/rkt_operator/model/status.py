@@ -34,7 +34,8 @@ class Condition(KubeModel):
     """One observation of the task's state, in the shape of metav1.Condition."""
 
     type: Annotated[str, f.Text(f.CONDITION_TYPE, "a condition type (CamelCase)", 316)] = Field(
-        description="Condition type: Ready, Reconciling or Stalled."
+        description="Condition type: Ready, Reconciling or Stalled (the agent), Scheduled "
+        "(the binder, for tasks placed without a nodeName)."
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     observed_generation: int | None = Field(
@@ -126,7 +127,8 @@ class RktTaskStatus(KubeModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready, Reconciling and Stalled conditions (kstatus conventions).",
+        description="Ready, Reconciling and Stalled conditions (kstatus conventions), and "
+        "Scheduled when the binder placed the task.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
