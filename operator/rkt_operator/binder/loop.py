@@ -206,7 +206,7 @@ class Binder:
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         body: Any = {
             "metadata": {
-                "name": f"{meta['name']}.{time.time_ns():x}",
+                "name": f"{meta['name'][:230]}.{time.time_ns():x}",  # names stop at 253
                 "namespace": meta["namespace"],
             },
             "involvedObject": {
