@@ -7,9 +7,12 @@ exec`` forwards stdin, keeps stdout and stderr apart and has a TTY mode."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,18 +35,29 @@ from rkt_devkit.kube import Kubectl, wait_for
 pytestmark = pytest.mark.k8s
 
 
-def _link_local_network(sim_node: SimNode) -> str:
+@pytest.fixture
+def link_local_network(namespace: str) -> Iterator[str]:
     """A CNI network whose addresses are link-local: rkt reports them, discovery skips them
-    (only global-unicast addresses count), so a pod on it never gets an IP."""
-    net_d = sim_node.local_config / "net.d"
+    (only global-unicast addresses count), so a pod on it never gets an IP. Written where
+    rkt's run-prepared reads user networks (the host's /etc/rkt/net.d), removed after."""
+    if os.geteuid() != 0:
+        pytest.skip("writes /etc/rkt/net.d: needs root")
+    name = f"ll{namespace[-8:]}".replace("-", "")
+    net_d = Path("/etc/rkt/net.d")
+    created = [d for d in (net_d.parent, net_d) if not d.exists()]
     net_d.mkdir(parents=True, exist_ok=True)
     conf = {
-        "name": "linklocal",
+        "name": name,
         "type": "ptp",
         "ipam": {"type": "host-local", "subnet": "169.254.77.0/24"},
     }
-    (net_d / "10-linklocal.conf").write_text(json.dumps(conf))
-    return "linklocal"
+    target = net_d / f"90-{name}.conf"
+    target.write_text(json.dumps(conf))
+    yield name
+    target.unlink(missing_ok=True)
+    for d in reversed(created):
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def test_mapped_ports_without_an_address_stall_once_and_leave_no_pod(
@@ -52,8 +66,9 @@ def test_mapped_ports_without_an_address_stall_once_and_leave_no_pod(
     sim_node: SimNode,
     start_agent: StartAgent,
     images: dict[str, Path],
+    link_local_network: str,
 ) -> None:
-    net = _link_local_network(sim_node)
+    net = link_local_network
     start_agent(sim_node, "--discovery-timeout-seconds=2", "--resync-interval-seconds=1")
     apply(
         kubectl,

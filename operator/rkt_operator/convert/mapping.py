@@ -26,6 +26,12 @@ Mapping rules (the README's migration tables, applied):
   ``env`` entries with the values Nomad would have given (``nomad_env``);
 - ``template { env = true }`` and ``vault`` -> ``secretKeyRef`` env entries on a Secret the
   user must provide (warning); script checks -> ``readinessProbe`` / ``livenessProbe``.
+
+Why this module is long (about 900 lines): it is the mapping table of the README in code,
+one ``_TaskConverter`` method per Nomad stanza, each with the finding it reports. Kept in
+one place so that the whole mapping can be read (and reviewed against the README) from top
+to bottom; the parts that stand alone live beside it (``placement``, ``jobfile``,
+``nomad``).
 """
 
 from __future__ import annotations

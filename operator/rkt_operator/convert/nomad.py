@@ -8,6 +8,10 @@ kept by name in ``other`` so that ``mapping`` can report each of them.
 HCL trees differ between the parsers: pyhcl gives a labelled block as ``{label: body}``
 and repeated blocks as lists, python-hcl2 gives every block as a list. ``_blocks`` and
 ``_labelled`` accept every shape.
+
+Why this module is long (about 550 lines): it holds the two builders of the one model, from
+HCL trees and from the API's JSON, side by side so that a stanza added to one is added to
+the other.
 """
 
 from __future__ import annotations
