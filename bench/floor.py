@@ -207,7 +207,7 @@ def run_rkt(
     from rkt_operator.executor import discovery, files
     from rkt_operator.executor.launcher import Launcher
     from rkt_operator.model.spec import RktTaskSpec
-    from rkt_operator.reconcile.reconciler import MAX_CONCURRENT_STARTS
+    from rkt_operator.reconcile.applying import MAX_CONCURRENT_STARTS
     from rkt_operator.rkt import argv
     from rkt_operator.rkt.cli import RktCli
     from rkt_operator.rkt.types import TaskDirs, TaskIdentity

@@ -9,6 +9,9 @@ builds it). There are no controllers: namespaces never finish deleting, nothing 
 
 The command line (``python -m rkt_devkit.cluster up|down``) is ``rkt_devkit.cluster``, which
 imports this module (never the other way round).
+
+Size: one lifecycle (certificates, etcd, kube-apiserver, readiness, clean stop) that
+reads best in one place; the command line is ``rkt_devkit.cluster``.
 """
 
 from __future__ import annotations

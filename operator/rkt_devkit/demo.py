@@ -20,6 +20,9 @@ instead of rkt-sim: the table shows the pods' real IPs (172.16.28.x) and the kv 
 asked over HTTP on its host port. Both nodes share the host's network; each has its own
 rkt ``--dir`` and task root. A kv host port already taken on this host is replaced by a
 free one in the applied copy of the examples.
+
+Size: the demo is one script read top to bottom (cluster, nodes, examples, table);
+the images and the simulated nodes are in ``demo_images`` and ``demo_nodes``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Precedence: built-in defaults < environment (``RKT_OPERATOR_<FIELD>``; ``NODE_NA
 accepted for the node name, as the downward API convention has it) < command-line flags.
 Every field has a description; the Helm chart's ``values.yaml`` ``agent:`` keys map one to
 one onto these fields (camelCase there, snake_case here) and a test keeps them in sync.
+
+Size: every setting with its description and bounds (the chart's values are checked
+against them), and the one place the environment is read.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ files, a cache that ``rkt status`` overrules. Starting is idempotent and crash-s
 - a prepared pod of the task is adopted, and launched only if no launch is under way
   (launch marker / systemd unit);
 - the launch itself is claimed exclusively by the supervisor.
+
+Size: the executor's one surface (start, observe, stop, remove, exec, stats); start and
+adoption share the crash-safety argument above and are kept together for that reason.
 """
 
 from __future__ import annotations

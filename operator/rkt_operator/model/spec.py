@@ -5,6 +5,9 @@ helps) and validated exactly as the CRD's schema and CEL rules validate it.
 Parse an object's spec with ``RktTaskSpec.model_validate(body["spec"])``. What needs the
 node's settings (volumes allowed at all, host-path allowlist, kill-timeout cap) is checked
 at translation time by ``rkt_operator.rkt.argv``, not here.
+
+Size: the whole RktTask spec, field by field with the descriptions the CRD is generated
+from; the nested types live in the sibling modules (env, network, probes, volumes, ...).
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ all three conditions; ``lastTransitionTime`` changes only when the condition's s
 each condition carries the ``observedGeneration`` it was computed for. The first write for a
 new generation already says ``Reconciling=True``, so no tool sees an unstarted task as
 Current. Nothing here reads a clock or talks to Kubernetes: callers pass ``now``.
+
+Size: the status table above, its builders and the few readers of a written status stay
+in one module, so that what is written and how it is read back cannot drift apart.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ def _int(value: object) -> int | None:
 
 
 def recorded_from(status: Mapping[str, Any], *, accepted_uuid: str | None) -> plan.Recorded:
-    """What the status says, in the decision's terms."""
+    """What the status says, in the decision's terms: the state its phase and conditions
+    mean, its observedGeneration, and the pod facts ``facts_from_status`` reads."""
     phase = status.get("phase")
     reconciling = c.condition(status, c.RECONCILING) or {}
     state: plan.State | None
@@ -166,20 +167,21 @@ def recorded_from(status: Mapping[str, Any], *, accepted_uuid: str | None) -> pl
         state = plan.State.PENDING
     else:
         state = None
-    uuid = status.get("uuid")
+    facts = facts_from_status(status)
     return plan.Recorded(
         state=state,
         generation=_int(status.get("observedGeneration")),
-        uuid=uuid if isinstance(uuid, str) and uuid else None,
-        exit_code=_int(status.get("exitCode")),
-        finished_at=c.parse_time(status.get("finishedAt")),
-        restarts=_int(status.get("restarts")) or 0,
+        uuid=facts.uuid or None,
+        exit_code=facts.exit_code,
+        finished_at=facts.finished_at,
+        restarts=facts.restarts,
         accepted_uuid=accepted_uuid,
     )
 
 
 def facts_from_status(status: Mapping[str, Any]) -> c.PodFacts:
-    """The pod facts a status already holds (kept while the agent waits or retries)."""
+    """The pod facts a status already holds (kept while the agent waits or retries). The
+    one reader of the status's pod fields: ``recorded_from`` builds on it."""
     uuid = status.get("uuid")
     ip = status.get("ip")
     port_map = status.get("portMap")

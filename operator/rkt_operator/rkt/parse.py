@@ -8,6 +8,9 @@ space; ``rkt list --format=json`` prints the literal ``null`` when there are no 
 Output is size-limited and validated field by field; anything unexpected raises
 ``RktOutputError`` (retryable) rather than producing a half-parsed value. Callers must
 never hand stdout of a failed command to these parsers: rkt prints usage text there.
+
+Size: every rkt output format the agent reads, in one module, each parser tested on
+captured output; splitting by command would scatter the shared field rules.
 """
 
 from __future__ import annotations
