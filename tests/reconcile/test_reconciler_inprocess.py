@@ -180,3 +180,24 @@ async def test_a_restart_waits_for_its_back_off_on_the_reconcilers_clock(
     assert status["uuid"] != first
     running = [p for p in await executor.pods_for(UID) if p.running]
     assert [p.uuid for p in running] == [status["uuid"]]
+
+
+async def test_a_pass_lists_the_pods_once_and_never_again_to_report(
+    settings: Settings, api: RecordingApi, clock: Clock, images: dict[str, Path]
+) -> None:
+    commands: list[str] = []
+    rkt = RktCli(settings, observer=lambda subcommand, _seconds: commands.append(subcommand))
+    loop = reconciler(settings, Executor(settings=settings, rkt=rkt), api, clock)
+    api.create("web", images["sleeper"], uid=UID)
+
+    await loop.reconcile(api.get("web"))
+
+    # observe once (one rkt list), then prepare and wait for the pod; the report reads
+    # nothing more: what was started comes back from the apply step
+    assert commands.count("list") == 1, commands
+    assert commands.count("prepare") == 1, commands
+    commands.clear()
+
+    await loop.reconcile(api.get("web"))  # idle: one look, nothing else
+
+    assert commands == ["list"]
