@@ -461,7 +461,7 @@ def test_never_more_than_one_start_and_never_with_a_live_pod() -> None:
                 assert kept_live == []
 
 
-def test_exit_reported_flag() -> None:
+def test_an_exit_is_reported_once() -> None:
     fresh = plan.decide(
         generation=1,
         policy=RestartPolicy.NEVER,
@@ -470,7 +470,7 @@ def test_exit_reported_flag() -> None:
         now=NOW,
         backoff=BACKOFF,
     )
-    assert fresh.exit_reported is False
+    assert fresh.reason is Reason.REPORT_EXIT
     assert fresh.finished_at == NOW - timedelta(seconds=1)
     again = plan.decide(
         generation=1,
@@ -486,7 +486,6 @@ def test_exit_reported_flag() -> None:
         now=NOW,
         backoff=BACKOFF,
     )
-    assert again.exit_reported is True
     assert again.reason is Reason.WAIT
 
 

@@ -145,7 +145,6 @@ class Decision:
     restarts: int = 0
     backoff_step: int = 0
     requeue_after: float | None = None  # seconds until something is due (restart back-off)
-    exit_reported: bool = True  # False when this pass reports a new exit
 
     @property
     def start(self) -> StartPod | None:
@@ -377,7 +376,6 @@ def _after_exit(
             finished_at=finished_at,
             restarts=recorded.restarts,
             backoff_step=backoff.step,
-            exit_reported=reported,
         )
     step = 0 if ran_long else backoff.step
     delay = backoff.delay(step)
@@ -396,7 +394,6 @@ def _after_exit(
             finished_at=finished_at,
             restarts=recorded.restarts + 1,
             backoff_step=step + 1,
-            exit_reported=reported,
         )
     return Decision(
         reason=Reason.RESTART_AFTER if reported else report_reason,
@@ -408,7 +405,6 @@ def _after_exit(
         restarts=recorded.restarts,
         backoff_step=step,
         requeue_after=(due - now).total_seconds(),
-        exit_reported=reported,
     )
 
 
@@ -428,7 +424,6 @@ def started(decision: Decision, *, uuid: str, running: bool, recorded: Recorded)
         exit_code=recorded.exit_code,
         finished_at=None,
         requeue_after=None,
-        exit_reported=True,
     )
 
 
