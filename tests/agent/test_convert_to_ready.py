@@ -1,15 +1,19 @@
 """A Nomad job converted by ``rkt-operator convert`` and piped to ``kubectl apply -f -``
 runs: every instance of its rkt tasks becomes Ready under an agent on the simulator, with
-the task environment the Nomad driver gave (NOMAD_* variables, interpolated env)."""
+the task environment the Nomad driver gave (NOMAD_* variables, interpolated env); the
+example jobs run on two nodes with the demo's images; and without --node the binder
+places the converted tasks by the nodeSelector their constraints became."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 from agentlib import StartAgent, condition, node, phase_is, task_dir, wait_task
 
+from binderlib import BinderProcess, set_node_status
 from rkt_devkit import demo_images
 from rkt_devkit.demo_nodes import SimNode
 from rkt_devkit.kube import Kubectl, wait_for
@@ -143,3 +147,68 @@ def test_the_example_nomad_jobs_run_on_two_nodes_with_the_demo_images(
     log = task_dir(nodes[1], namespace, "hello-greet-echo", uid) / "alloc" / "logs"
     text = wait_for(lambda: (log / f"{uuid}.stdout.0").read_text(), what="the job's output")
     assert "hello from echo, alloc hello.greet[0]" in str(text)
+
+
+BOUND_BY_CONSTRAINTS = """
+job "placed" {
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "linux"
+  }
+  group "web" {
+    count = 2
+    constraint {
+      attribute = "${meta.convert-run}"
+      value     = "%(run)s"
+    }
+    task "app" {
+      driver = "rkt"
+      config {
+        image            = "%(image)s"
+        insecure_options = ["image"]
+      }
+    }
+  }
+}
+"""
+
+
+def test_without_node_the_binder_places_the_converted_job_by_its_constraints(
+    kubectl: Kubectl,
+    kubeconfig: Path,
+    namespace: str,
+    sim_node: SimNode,
+    start_agent: StartAgent,
+    images: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    run = namespace[-12:]
+    labels = {"kubernetes.io/os": "linux", "convert-run": run, "rktoperator.io/rkt": "true"}
+    node_body = {"apiVersion": "v1", "kind": "Node",
+                 "metadata": {"name": sim_node.name, "labels": labels}}  # fmt: skip
+    kubectl("create", "-f", "-", input=json.dumps(node_body))
+    binder = BinderProcess(
+        kubeconfig=kubeconfig, log_path=tmp_path / "binder.log", lease_namespace=namespace,
+        identity="b1", lease_name=f"binder-{run}",
+    )  # fmt: skip
+    try:
+        set_node_status(
+            kubectl, sim_node.name, ready=True, allocatable={"cpu": "4", "memory": "8Gi"}
+        )
+        start_agent(sim_node)
+        binder.start()
+        job = tmp_path / "placed.nomad"
+        job.write_text(BOUND_BY_CONSTRAINTS % {"run": run, "image": images["service"]})
+        manifests = _convert(str(job))  # no --node
+        kubectl("apply", f"--namespace={namespace}", "-f", "-", input=manifests)
+        for name in ("placed-web-app-0", "placed-web-app-1"):
+            obj = wait_task(
+                kubectl, namespace, name,
+                lambda o: phase_is("Running")(o) and condition(o, "Ready").get("status") == "True",
+                what="bound, Running and Ready",
+            )  # fmt: skip
+            assert obj["spec"]["nodeName"] == sim_node.name
+            assert obj["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux", "convert-run": run}
+    finally:
+        binder.stop()
+        kubectl("delete", "node", sim_node.name, "--wait=false", check=False)
