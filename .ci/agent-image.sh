@@ -11,7 +11,8 @@
 # missing, as root with apt-get).
 #
 # Usage: agent-image.sh [TAG]   (default: the package version)
-# Prints AGENT_IMAGE=<reference> and, last, AGENT_IMAGE_ARCHIVE=<docker-archive path>.
+# Prints AGENT_IMAGE=<reference> and, last, AGENT_IMAGE_ARCHIVE=<docker-archive path>. The
+# archive is cached under a key of every input, so an unchanged tree is not built again.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,6 +62,24 @@ if [ ! -f "$base" ]; then
 else
   step "cached base $base"
 fi
+
+# The image of this source tree may exist already: its key covers every input the build
+# reads from the repository (the agent's package, the project metadata the wheel is built
+# from, the install step, its package list, this script) and the base.
+src_key=$( { printf '%s\n' "$base_key" "$TAG"
+             cd "$repo" && find operator/rkt_operator pyproject.toml README.md helm/image .ci/agent-image.sh \
+               -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } \
+           | sha256sum | cut -c1-16)
+out="$ROOT/rkt-operator-$TAG-$src_key.tar"
+if [ -f "$out" ]; then
+  step "cached: $out"
+  echo "AGENT_IMAGE=$REF"
+  echo "AGENT_IMAGE_ARCHIVE=$out"
+  exit 0
+fi
+# Only the newest few images of this tag are kept.
+old_images=$(ls -t "$ROOT"/rkt-operator-"$TAG"-*.tar 2>/dev/null || true)
+[ -z "$old_images" ] || tail -n +3 <<<"$old_images" | xargs -r rm -f
 
 work=$(mktemp -d "$ROOT/.build.XXXXXX")
 rootfs="$work/rootfs"
@@ -114,9 +133,9 @@ umoci config --image "$layout:$TAG" \
 umoci gc --layout "$layout"
 
 # --- 5. docker-archive for containerd ---
-out="$ROOT/rkt-operator-$TAG.tar"
-rm -f "$out"
-skopeo copy --quiet "oci:$layout:$TAG" "docker-archive:$out:$REF" >&2
+rm -f "$out.tmp"
+skopeo copy --quiet "oci:$layout:$TAG" "docker-archive:$out.tmp:$REF" >&2
+mv "$out.tmp" "$out"
 rootfs_mb=$(du -sm "$rootfs" | cut -f1)
 oci_mb=$(du -sm "$layout" | cut -f1)
 step "done: root filesystem ${rootfs_mb} MB, compressed OCI layout ${oci_mb} MB, archive $(du -sm "$out" | cut -f1) MB"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from nodelib import NodeInputs
 
+import realrkt
 from rkt_devkit.controlplane import ControlPlane, ControlPlaneError
 from rkt_devkit.node import Node, control_plane_args
 
@@ -29,7 +30,7 @@ INPUTS = (
     "AGENT_IMAGE_ARCHIVE",
     "RKT_DIR",
 )
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IN_CI = realrkt.in_ci()
 
 
 def _missing() -> str | None:

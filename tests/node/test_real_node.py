@@ -36,7 +36,9 @@ from rkt_devkit.hoststate import remove_cgroup_tree, unmount_all
 from rkt_devkit.kube import get_json, wait_for
 from rkt_devkit.node import Node
 
-pytestmark = pytest.mark.node
+# A real node starts within the first test (control plane, containerd, kubelet): more time
+# than the suite's default per-test timeout on a loaded 2-core machine.
+pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "rkt-operator"
