@@ -166,3 +166,46 @@ def test_output_dir_gets_one_file_per_manifest(tmp_path: Path) -> None:
     files = sorted(p.name for p in out.iterdir())
     assert files == ["kv-store-kv-0.yaml", "kv-store-kv-1.yaml"]
     assert yaml.safe_load((out / files[0]).read_text())["metadata"]["name"] == "kv-store-kv-0"
+
+
+HCL2_VARIABLES = """
+variable "tag" {
+  default = "1.0"
+}
+variable "replicas" {
+  default = 2
+}
+variable "mode" {}
+job "v" {
+  group "g" {
+    count = var.replicas
+    task "t" {
+      driver = "rkt"
+      config {
+        image = "example.com/app:${var.tag}"
+      }
+      env {
+        MODE  = var.mode
+        LIMIT = 10 * 2
+      }
+    }
+  }
+}
+"""
+
+
+def test_hcl2_variables_take_defaults_or_var_values_and_other_expressions_are_reported() -> None:
+    run = convert("--node=a", "-", stdin=HCL2_VARIABLES)
+    assert [d["spec"]["image"] for d in run.documents] == ["example.com/app:1.0"] * 2
+    assert run.code == 2  # var.mode has no value, 10 * 2 is not evaluated
+    assert 'stanza "env.MODE": the expression ${var.mode} is not evaluated' in run.stderr
+    assert 'stanza "env.LIMIT": the expression ${10 * 2} is not evaluated' in run.stderr
+    given = convert("--node=a", "--var=tag=2.5", "--var=mode=fast", "--var=replicas=3", "-",
+                    stdin=HCL2_VARIABLES)  # fmt: skip
+    images = [d["spec"]["image"] for d in given.documents]
+    assert images == ["example.com/app:2.5"] * 3  # --var values are strings, as Nomad's -var
+    env = {e["name"]: e.get("value") for e in given.documents[0]["spec"]["env"]}
+    assert env["MODE"] == "fast"
+    bad = convert("--var=novalue", "-", stdin=HCL2_VARIABLES)
+    assert bad.code == 2
+    assert "expected NAME=VALUE" in bad.stderr

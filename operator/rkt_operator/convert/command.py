@@ -45,6 +45,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="input syntax (auto: JSON if it starts with '{', else HCL2, else HCL1)",
     )  # fmt: skip
     parser.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE",
+        help="value of an HCL2 variable (as nomad job run -var); otherwise its default",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-nomad-env", dest="nomad_env", action="store_false",
         help="do not add the NOMAD_* variables the driver gave every task",
     )  # fmt: skip
@@ -89,12 +93,21 @@ def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO)
     if args.cpu_mhz_per_core is not None and args.cpu_mhz_per_core <= 0:
         stderr.write("rkt-operator convert: --cpu-mhz-per-core must be positive\n")
         return EXIT_SKIPPED
+    variables: dict[str, str] = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            stderr.write(f"rkt-operator convert: --var {item!r}: expected NAME=VALUE\n")
+            return EXIT_SKIPPED
+        variables[name] = value
     jobs: list[tuple[str, list[nomad.Job]]] = []
     failed = False
     for path in args.files:
         try:
             text = stdin.read() if path == "-" else None
-            parsed = jobfile.read("<stdin>" if path == "-" else path, text, syntax=args.syntax)
+            parsed = jobfile.read(
+                "<stdin>" if path == "-" else path, text, syntax=args.syntax, variables=variables
+            )
             jobs.append((parsed.path, nomad.jobs(parsed)))
         except jobfile.JobFileError as exc:
             stderr.write(f"error: {exc}\n")

@@ -67,8 +67,23 @@ class JobFile:
     body: dict[str, Any]
 
 
-def read(path: str, text: str | None = None, *, syntax: Syntax = "auto") -> JobFile:
-    """Parse ``path`` (or ``text`` read from it) in the given or detected syntax."""
+def read(
+    path: str,
+    text: str | None = None,
+    *,
+    syntax: Syntax = "auto",
+    variables: dict[str, str] | None = None,
+) -> JobFile:
+    """Parse ``path`` (or ``text`` read from it) in the given or detected syntax. In HCL2,
+    ``var.NAME`` takes its value from ``variables`` (``--var``) or the ``variable`` block's
+    ``default``, as ``nomad job run -var`` does; other expressions stay ``Expr``."""
+    parsed = _read(path, text, syntax=syntax)
+    if parsed.form == "hcl2":
+        return JobFile(parsed.path, parsed.form, with_variables(parsed.body, variables or {}))
+    return parsed
+
+
+def _read(path: str, text: str | None, *, syntax: Syntax) -> JobFile:
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -157,6 +172,45 @@ def _lark_reason(exc: UnexpectedInput) -> str:
     if isinstance(exc, UnexpectedEOF):
         return "unexpected end of file (a block or string is not closed)"
     return str(exc).splitlines()[0]
+
+
+_VAR_REF = re.compile(r"\$\{var\.([A-Za-z_][A-Za-z0-9_-]*)\}")
+
+
+def with_variables(tree: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """``tree`` with ``${var.NAME}`` replaced where NAME has a value: given, else the default
+    of its ``variable "NAME"`` block. A whole-value reference keeps the value's type."""
+    values: dict[str, Any] = {}
+    blocks = tree.get("variable")
+    for block in blocks if isinstance(blocks, list) else [blocks] if blocks else []:
+        if isinstance(block, dict):
+            for name, body in block.items():
+                if isinstance(body, dict) and "default" in body:
+                    values[str(name)] = body["default"]
+    values.update(given)
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, Expr):
+            whole = _VAR_REF.fullmatch(value.text)
+            if whole and whole[1] in values and not isinstance(values[whole[1]], Expr):
+                return values[whole[1]]
+            return value
+        if isinstance(value, str) and "${var." in value:
+            return _VAR_REF.sub(
+                lambda m: (
+                    str(values[m[1]])
+                    if m[1] in values and isinstance(values[m[1]], str | int | float)
+                    else m[0]
+                ),
+                value,
+            )
+        return value
+
+    return {k: walk(v) for k, v in tree.items() if k != "variable"}
 
 
 def _unquote(value: Any) -> Any:

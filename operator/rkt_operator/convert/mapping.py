@@ -296,6 +296,8 @@ def _count(group: Group, job: Job, options: Options, scope: _TaskScope) -> int:
             scope.warn("type", f"a {job.type} job needs the nodes to run on: pass --node")
         return len(options.nodes)
     count = group.count
+    if isinstance(count, str) and count.strip().isdigit():  # --var values are strings
+        count = int(count)
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         scope.warn("count", f"count {count} is not a number here; one instance is converted")
         return 1
@@ -308,7 +310,7 @@ def _other_stanza(scope: _TaskScope, stanza: str, level: str) -> None:
     if stanza in _NOTE_STANZAS:
         scope.note(stanza, _NOTE_STANZAS[stanza])
     elif stanza in ("variable", "locals"):
-        scope.note(stanza, "HCL2 variables are not evaluated; expressions using them are reported")
+        scope.note(stanza, "HCL2 locals are not evaluated; expressions using them are reported")
     else:
         scope.warn(stanza, f"{level} stanza {stanza!r} has no RktTask equivalent: not converted")
 
