@@ -76,8 +76,12 @@ def host_snapshot() -> dict[str, frozenset[str]]:
     nat = frozenset(
         ln for ln in lines("iptables", "-w", "-t", "nat", "-S") if not ln.startswith("-P")
     )
+    # rkt's mounts live below its pods (<dir>/pods/<state>/<uuid>/...); other mounts on a
+    # shared machine are not this tier's.
     mounts = frozenset(
-        ln.split()[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+        point
+        for point in (ln.split()[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines())
+        if "/pods/" in point
     )
     return {"netns": netns, "veth": veths, "iptables -t nat": nat, "mounts": mounts}
 

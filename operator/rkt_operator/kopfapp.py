@@ -128,6 +128,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         rkt = RktCli(agent_settings, observer=metrics.observe_rkt)
         kube = kubeapi.KubeApi(await asyncio.to_thread(kubeapi.connect, access=access))
         executor = Executor(settings=agent_settings, rkt=rkt)
+        await executor.remove_aborted()  # what failed prepares left while the agent was away
         reconciler = Reconciler(settings=agent_settings, executor=executor, api=kube)
         memo.agent = handlers.Agent(
             settings=agent_settings,

@@ -92,7 +92,7 @@ def run(ctx: Context, args: PrepareArgs) -> int:
             env_file_pairs=args.set_env_file_pairs,
         )
     except ManifestError as exc:
-        raise SimError(f"error setting up stage0: {exc}") from None
+        raise _stage0_failed(ctx, str(exc)) from None
     for warning in warnings:
         ctx.err(warning)
     no_overlay = args.boolean("no-overlay")
@@ -109,18 +109,29 @@ def _run_with_manifest(ctx: Context, args: PrepareArgs) -> int:
         raw = path.read_bytes()
         manifest = json.loads(raw)
     except (OSError, ValueError) as exc:
-        raise SimError(f"error setting up stage0: cannot read pod manifest: {exc}") from None
+        raise _stage0_failed(ctx, f"cannot read pod manifest: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("acKind") != "PodManifest":
-        raise SimError('error setting up stage0: missing or bad ACKind (must be "PodManifest")')
+        raise _stage0_failed(ctx, 'missing or bad ACKind (must be "PodManifest")')
     store = ImageStore(ctx.data_dir)
     images: list[ResolvedImage] = []
     for app in manifest.get("apps") or []:
         key = str((app.get("image") or {}).get("id", ""))
         if store.get(key) is None:
-            raise SimError(f'error setting up stage0: image "{key}" not found in the store')
+            raise _stage0_failed(ctx, f'image "{key}" not found in the store')
         images.append(ResolvedImage(key, store.manifest(key)))
     no_overlay = args.boolean("no-overlay")
     return _create_pod(ctx, raw, manifest, images, no_overlay)
+
+
+def _stage0_failed(ctx: Context, message: str) -> SimError:
+    """rkt creates the pod before stage0's checks: when they fail, the pod stays behind in
+    ``pods/prepare`` without its lock, an ``aborted prepare`` pod only ``rm``/``gc`` remove."""
+    pods.ensure_layout(ctx.data_dir)
+    root = pods.pods_root(ctx.data_dir)
+    uuid = str(uuidlib.uuid4())
+    (root / "embryo" / uuid).mkdir(mode=0o750)
+    (root / "embryo" / uuid).rename(root / "prepare" / uuid)
+    return SimError(f"error setting up stage0: {message}")
 
 
 def _create_pod(

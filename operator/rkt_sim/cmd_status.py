@@ -138,7 +138,7 @@ def run_list(ctx: Context, parsed: Parsed) -> int:
             try:
                 objects.append(pod_json(pod))
             except ConversionError as exc:
-                errors.append(f"unable to convert pod {pod.uuid}: {exc}")
+                errors.append(str(exc))  # rkt prints the conversion error alone
         value = objects or None
         ctx.out(gofmt.dumps(value) if fmt == "json" else gofmt.dumps_indent(value))
         _error_block(ctx, errors)
@@ -179,9 +179,11 @@ def _when(ns: int | None, full: bool) -> str:
 def _list_rows(ctx: Context, pod: pods.Pod, full: bool) -> list[list[str]]:
     state = pod.state
     uuid = pod.uuid if full else pod.uuid[:8]
-    created = _when(
-        pod.created_ns() if state not in ("preparing", "aborted prepare") else None, full
-    )
+    if state == "aborted prepare":
+        # No creation time was ever written: rkt renders Go's zero time.
+        created = gofmt.ZERO_TIME if full else "a long while ago"
+    else:
+        created = _when(pod.created_ns() if state != "preparing" else None, full)
     started = _when(pod.started_ns(), full)
     nets = pod.net_info() if state in ("running", "exited") else None
     networks = ", ".join(f"{n.get('netName')}:ip4={n.get('ip')}" for n in nets or [])

@@ -203,3 +203,45 @@ def test_a_leading_double_dash_is_eaten_by_the_flag_parser(rkt: Rkt, images: Ima
     """``prepare --quiet -- IMAGE``: pflag consumes the first ``--``, so the image is read."""
     uuid = rkt.prepare("--", str(images.sleeper))
     assert rkt.status_json(uuid)["state"] == "prepared"
+
+
+def test_a_prepare_failing_in_stage0_leaves_an_aborted_pod(rkt: Rkt, images: Images) -> None:
+    """rkt creates the pod before stage0 checks the ports: the failure leaves an ``aborted
+    prepare`` pod that only ``rm`` or ``gc`` remove, and that the JSON listing leaves out."""
+    done = rkt.run("prepare", "--quiet", "--port=nope:80", str(images.sleeper), insecure="image")
+    assert done.returncode == 254
+    assert done.stderr == (
+        'prepare: error setting up stage0: port name "nope" could not be found in any apps\n'
+    )
+    (line,) = rkt.ok("list", "--full", "--no-legend").splitlines()
+    fields = [f for f in line.split("\t") if f]
+    uuid = fields[0]
+    assert UUID_RE.match(uuid)
+    assert fields[1:] == ["-", "-", "-", "aborted prepare", "0001-01-01 00:00:00 +0000 UTC"]
+    (short,) = rkt.ok("list", "--no-legend").splitlines()
+    assert [f for f in short.split("\t") if f] == [
+        uuid[:8], "-", "-", "aborted prepare", "a long while ago"
+    ]  # fmt: skip
+    listed = rkt.run("list", "--format=json")
+    assert listed.returncode == 0
+    assert listed.stdout.strip() == "null"
+    assert "list: invalid creation time" in listed.stderr.splitlines()
+    assert rkt.ok("status", uuid).splitlines() == [
+        "state=aborted prepare",
+        "created=0001-01-01 00:00:00 +0000 UTC",
+    ]
+    removed = rkt.run("rm", uuid)
+    assert removed.returncode == 0
+    assert removed.stdout == f'"{uuid}"\n'
+    assert f'rm: moving failed prepare "{uuid}" to garbage' in removed.stderr
+    assert rkt.ok("list", "--no-legend").strip() == ""
+
+
+def test_gc_removes_aborted_prepares(rkt: Rkt, images: Images) -> None:
+    done = rkt.run("prepare", "--quiet", "--port=nope:80", str(images.sleeper), insecure="image")
+    assert done.returncode == 254
+    kept = rkt.prepare(str(images.sleeper))
+    assert len(rkt.ok("list", "--no-legend").splitlines()) == 2
+    rkt.ok("gc")
+    (line,) = rkt.ok("list", "--no-legend", "--full").splitlines()
+    assert line.startswith(kept + "\t")

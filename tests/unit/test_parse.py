@@ -404,3 +404,16 @@ def test_classify_without_stderr_and_truncates_outputs() -> None:
 )
 def test_subcommand(argv: list[str], sub: str) -> None:
     assert parse.subcommand(argv) == sub
+
+
+def test_aborted_prepares_from_the_text_listing() -> None:
+    listing = (
+        "fae119a7-f454-4022-ba82-cc9a20eb4ff3\t-\t-\t-\taborted prepare\t"
+        "0001-01-01 00:00:00 +0000 UTC\t\t\n"
+        "4fe979cf-a1b5-4877-ad21-8986192a7218\tsleeper\texample.com/sleeper:1.0.0\t"
+        "sha512-e3ec49ec5242\tprepared\t2026-12-02 18:55:57.263 +0000 UTC\t\t\n"
+        "not-a-uuid\t-\t-\t-\taborted prepare\n"
+        "0f6c2a5e-1b3d-4e7f-9a8b-7c6d5e4f3a21\taborted prepare-ish\t-\n"
+    )
+    assert parse.parse_aborted_prepares(listing) == ["fae119a7-f454-4022-ba82-cc9a20eb4ff3"]
+    assert parse.parse_aborted_prepares("") == []

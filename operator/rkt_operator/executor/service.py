@@ -171,6 +171,11 @@ class Executor:
                 uuid = await self.rkt.prepare(
                     plan.prepare, secrets=plan.redact, pass_fds=(lock_fd,)
                 )
+            except errors.PrepareError:
+                # rkt creates the pod before stage0's checks; when they fail it leaves an
+                # "aborted prepare" pod that nothing else removes.
+                await self.remove_aborted()
+                raise
             finally:
                 # rkt copied the values into the pod manifest: keep no second copy on disk.
                 if plan.secret_env:
@@ -436,6 +441,20 @@ class Executor:
             files.remove_quietly(*files.pod_files(root, uuid))
         self.logs.forget(uuid)
         log.info("pod removed uuid=%s", uuid)
+
+    async def remove_aborted(self) -> list[str]:
+        """``rkt rm`` every ``aborted prepare`` pod of this node: none of them can ever run
+        (a pod being prepared right now is ``preparing``, not aborted). Best effort."""
+        try:
+            uuids = await self.rkt.aborted_prepares()
+        except errors.RktError as exc:
+            log.warning("cannot list aborted prepares error=%s", exc)
+            return []
+        for uuid in uuids:
+            with contextlib.suppress(errors.PodNotFound, errors.PodWrongState):
+                await self.rkt.rm(uuid)
+            log.info("aborted prepare removed uuid=%s", uuid)
+        return uuids
 
     async def cleanup(self, identity: TaskIdentity) -> None:
         """Remove the task directories (and supervisor files) of a deleted task."""

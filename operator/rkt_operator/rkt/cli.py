@@ -249,6 +249,12 @@ class RktCli:
         result = await self.run(["list", "--format=json"], deadline=deadline)
         return self._parsed(parse.parse_list_json, result)
 
+    async def aborted_prepares(self, *, deadline: float | None = None) -> builtins.list[str]:
+        """``rkt list --full --no-legend`` -> UUIDs of ``aborted prepare`` pods (the JSON
+        listing leaves them out)."""
+        result = await self.run(["list", "--full", "--no-legend"], deadline=deadline)
+        return parse.parse_aborted_prepares(result.stdout)
+
     async def cat_manifest(self, uuid: str, *, deadline: float | None = None) -> dict[str, Any]:
         """``rkt cat-manifest --pretty-print=false UUID`` -> the PodManifest object."""
         args = ["cat-manifest", "--pretty-print=false", _check_uuid(uuid)]

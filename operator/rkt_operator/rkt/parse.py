@@ -220,6 +220,21 @@ def parse_status_json(stdout: str) -> PodStatus:
     return _pod(_load_json(stdout))
 
 
+def parse_aborted_prepares(stdout: str) -> list[str]:
+    """UUIDs of ``aborted prepare`` pods in ``rkt list --full --no-legend`` (text).
+
+    ``rkt list --format=json`` leaves such pods out (they have no creation time), so the
+    text listing is the only place rkt names them. Untrusted: a line counts only when its
+    first field is a full UUID and one of its fields is exactly ``aborted prepare``.
+    """
+    found: list[str] = []
+    for line in stdout.splitlines():
+        fields = [f.strip() for f in line.split("\t") if f.strip()]
+        if fields and UUID_RE.match(fields[0]) and "aborted prepare" in fields[1:]:
+            found.append(fields[0])
+    return found
+
+
 def parse_list_json(stdout: str) -> list[PodStatus]:
     """``rkt list --format=json``: an array of pods, or ``null`` when there are none."""
     data = _load_json(stdout)
