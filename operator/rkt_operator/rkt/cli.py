@@ -9,6 +9,9 @@ zero exit. Values in a plan's ``redact`` set never reach a log line or an error.
 The rkt process gets the agent's environment minus ``settings.env_blacklist``. An optional
 ``observer`` is told the subcommand and duration of every command that ran to its end or to
 its deadline (the agent's metrics hang there).
+
+Size: the one place that starts rkt: every subcommand wrapper shares the runner, its
+timeouts, redaction and error classification, so they stay together.
 """
 
 from __future__ import annotations
