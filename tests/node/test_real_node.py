@@ -327,6 +327,13 @@ def test_service_task_ready_on_real_rkt_and_answers_http(scenario: Scenario) -> 
     assert status["state"] == "running"
     body = wait_for(lambda: _try(scenario.http), timeout=60, interval=1, what="HTTP answer")
     assert body == "served by rkt\n"
+    # Out of the agent container's reach: the pod's processes are in the host cgroup the agent
+    # was given (so the container's memory limit and its end never count them), not kubepods.
+    cgroups = Path(f"/proc/{status['pid']}/cgroup").read_text().splitlines()
+    memory = [line for line in cgroups if ":memory:" in line or line.startswith("0::")]
+    assert memory, cgroups
+    assert all(f"/{scenario.cgroup}/{uuid}" in line for line in memory), cgroups
+    assert not [line for line in cgroups if "kubepods" in line], cgroups
     scenario.observed.update(uuid=uuid, pid=status["pid"], started=status.get("started"))
     assert task["status"]["restarts"] == 0
 
