@@ -19,6 +19,9 @@ Settings and why (measured on these machines, see the README's real-node section
   host network reach the API server at the node's loopback address (``api_host``/``api_port``).
 - no CNI: the node stays NotReady for pod networking; host-network pods (the agent) still run
   where they tolerate the ``not-ready`` taint.
+
+Size: one node's whole life cycle (start, readiness, images, clean stop) with the settings
+above and their reasons next to the code that applies them.
 """
 
 from __future__ import annotations

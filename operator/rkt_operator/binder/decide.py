@@ -20,6 +20,9 @@ that match, then fewer untolerated PreferNoSchedule taints, then the strategy (`
 the lowest utilisation after placement, ``binpack``: the highest; utilisation is the mean
 of used/allocatable over the resources the node declares, then the number of tasks), then
 the node name, so equal nodes are always chosen in the same order.
+
+Size: the filters and the scoring above are one pipeline over one snapshot of nodes and
+tasks, each step a small function, kept together so the order of the steps is read in one place.
 """
 
 from __future__ import annotations

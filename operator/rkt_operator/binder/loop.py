@@ -18,6 +18,9 @@ pauses rather than elects. So the binder is level-based:
 - an unschedulable task gets ``Scheduled=False`` with kube-scheduler's kind of message and a
   ``FailedScheduling`` event, once per distinct message; every change of a node or a task,
   and a periodic resync, tries again.
+
+Size: the watch threads, the leader's cycle and the guarded two-write bind share the change
+flag and the conflict rules above, so they are kept in one module.
 """
 
 from __future__ import annotations
