@@ -333,6 +333,11 @@ class BinderSettings(BaseModel):
     resync_seconds: float = Field(
         30.0, gt=0, description="Re-examine unbound tasks at least this often."
     )
+    health_endpoint: str = Field(
+        "",
+        description="Where to answer liveness probes (http://host:port/path): 200 while the "
+        "main loop is alive. Empty disables it.",
+    )
     bind_workers: int = Field(
         8, ge=1, le=64, description="Binds written concurrently (decisions stay one at a time)."
     )
@@ -340,6 +345,13 @@ class BinderSettings(BaseModel):
         None, description="kubeconfig file (default: in-cluster, else the usual lookup)."
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("health_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str) -> str:
+        if value:
+            split_http_endpoint(value)
+        return value
 
     @field_validator("renew_deadline_seconds")
     @classmethod

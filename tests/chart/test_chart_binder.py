@@ -6,6 +6,8 @@ binder using only that ServiceAccount's token binds a task while being refused t
 from __future__ import annotations
 
 import json
+import socket
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,9 @@ def test_binder_deployment_runs_schedule_unprivileged(render: Render) -> None:
     assert container["args"][0] == "schedule"
     assert "--strategy=binpack" in container["args"]
     assert "--lease-name=rkt-operator-binder" in container["args"]
+    assert "--health-endpoint=http://0.0.0.0:8080/healthz" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
     assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -148,11 +153,13 @@ def test_binder_with_only_the_chart_rbac_binds_and_is_refused_the_rest(
     run = unique_name("rbac", max_length=20)
     node = f"{run}-a"
     make_node(control_plane.kubectl, node, run)
+    port = _free_port()
     binder = BinderProcess(
         kubeconfig=kubeconfig,
         log_path=tmp_path / "binder.log",
         lease_namespace=namespace,
         identity="chart-rbac",
+        extra=[f"--health-endpoint=http://127.0.0.1:{port}/healthz"],
     ).start()
     try:
         control_plane.kubectl(
@@ -165,9 +172,18 @@ def test_binder_with_only_the_chart_rbac_binds_and_is_refused_the_rest(
             what="the task bound with the chart's RBAC only",
         )
         assert where == node, binder.log()
+        # The liveness endpoint the chart probes answers while the loop runs.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
+            assert reply.status == 200
         # No RBAC denial of the binder's own requests (other tests' leftovers in terminating
         # namespaces may refuse events; that is the namespace, not RBAC).
         assert "is forbidden: User" not in binder.log()
     finally:
         binder.stop()
         delete_nodes(control_plane.kubectl, [node])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -40,10 +40,11 @@ from pydantic import ValidationError
 
 from rkt_operator.binder import decide
 from rkt_operator.binder import status as st
+from rkt_operator.binder.health import HealthServer
 from rkt_operator.binder.lease import LeaseElector
 from rkt_operator.model import api
 from rkt_operator.model.spec import RktTaskSpec, validation_problems
-from rkt_operator.settings import BinderSettings
+from rkt_operator.settings import BinderSettings, split_http_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Binder:
             on_change=lambda leading: self._dirty.set(),
         )
         self.cycles = 0
+        self.tick = time.monotonic()  # the main loop's heartbeat (health endpoint)
         self._demands: dict[tuple[str, int], decide.Demand] = {}
         self._lock = threading.Lock()
         # Decisions are made one task at a time; the writes of a bind (status, spec, event)
@@ -336,6 +338,7 @@ class Binder:
         )
         pending: list[Future[bool]] = []
         for task in unbound:
+            self.tick = time.monotonic()
             if self._stop.is_set() or not self.elector.leading():
                 log.info("no longer leading: cycle stopped")
                 break
@@ -383,6 +386,7 @@ class Binder:
         ]
         for thread in threads:
             thread.start()
+        health = self._health()
         log.info(
             "binder started identity=%s strategy=%s lease=%s/%s",
             self.settings.identity,
@@ -391,6 +395,7 @@ class Binder:
             self.settings.lease_name,
         )
         while not self._stop.is_set():
+            self.tick = time.monotonic()
             self._dirty.wait(self.settings.resync_seconds)
             if self._stop.is_set():
                 break
@@ -414,9 +419,22 @@ class Binder:
                     time.monotonic() - started,
                 )
         self._pool.shutdown(wait=True)
+        if health is not None:
+            health.stop()
         self.elector.stop()
         threads[0].join(timeout=15)
         log.info("binder stopped identity=%s", self.settings.identity)
+
+    def _health(self) -> HealthServer | None:
+        if not self.settings.health_endpoint:
+            return None
+        host, port, path = split_http_endpoint(self.settings.health_endpoint)
+        # Stalled: no tick for several resync periods (a cycle ticks once per task, and
+        # every API call in it times out after REQUEST_TIMEOUT).
+        stale = max(4 * self.settings.resync_seconds, 4 * REQUEST_TIMEOUT)
+        return HealthServer(
+            host, port, path, last_tick=lambda: self.tick, stale_after=stale
+        ).start()
 
     def stop(self) -> None:
         self._stop.set()
