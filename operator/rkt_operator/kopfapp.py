@@ -14,7 +14,8 @@ health endpoint of ``health``). Log set-up is in ``logconfig``.
 - ``scanning.disabled``: no CRD watch per replica (one discovery per kopf run), so RBAC
   needs no ``customresourcedefinitions`` list/watch; a CRD installed after the agent
   started is picked up by a new kopf run (``supervise``) within ``watch_stale_seconds``.
-  Namespace globs or negations need kopf's Namespace watch; only then is scanning left on (and those RBAC rules are needed).
+  Namespace globs or negations need kopf's Namespace watch; only then is scanning left on
+  (and those RBAC rules are needed).
 - Metrics (``rkt_operator.metrics``) are served at ``settings.metrics_endpoint`` from the
   agent's event loop; a port that cannot be bound is logged, not fatal (tasks matter more).
 - Few API writes: one change handler per cause, all at once (``lifecycles.all_at_once``);
