@@ -17,10 +17,12 @@ reads best in one place; the command line is ``rkt_devkit.cluster``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
@@ -99,6 +101,7 @@ class ControlPlane:
         self._pki: Pki | None = None
         self._opener: urllib.request.OpenerDirector | None = None
         self._state = "new"
+        self._apiserver_args: list[str] = []
 
     # ----- binaries ---------------------------------------------------------------------------
 
@@ -201,36 +204,82 @@ class ControlPlane:
         )
         etcd.wait_ready(lambda: self._etcd_healthy(etcd_url), self.start_timeout)
         self.server = f"https://127.0.0.1:{api_port}"
-        apiserver = self._spawn(
-            "kube-apiserver",
-            [
-                f"--etcd-servers={etcd_url}",
-                f"--secure-port={api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--cert-dir={pki.ca_cert.parent}",
-                f"--tls-cert-file={pki.serving_cert}",
-                f"--tls-private-key-file={pki.serving_key}",
-                f"--client-ca-file={pki.client_ca_cert}",
-                "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true",
-                *([] if self.service_accounts else ["--disable-admission-plugins=ServiceAccount"]),
-                f"--service-account-issuer={self.server}/",
-                f"--service-account-key-file={pki.sa_pub}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                "--endpoint-reconciler-type=none",
-                # Where kube-apiserver reaches kubelets (logs, exec) as the admin user.
-                f"--kubelet-client-certificate={pki.admin_cert}",
-                f"--kubelet-client-key={pki.admin_key}",
-                *self.extra_args,
-            ],
-            attempt,
-        )
+        self._apiserver_args = [
+            f"--etcd-servers={etcd_url}",
+            f"--secure-port={api_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--cert-dir={pki.ca_cert.parent}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.client_ca_cert}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            *([] if self.service_accounts else ["--disable-admission-plugins=ServiceAccount"]),
+            f"--service-account-issuer={self.server}/",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--endpoint-reconciler-type=none",
+            # Where kube-apiserver reaches kubelets (logs, exec) as the admin user.
+            f"--kubelet-client-certificate={pki.admin_cert}",
+            f"--kubelet-client-key={pki.admin_key}",
+            *self.extra_args,
+        ]
+        self._start_apiserver(f"attempt {attempt}", wait=True)
+
+    def _start_apiserver(self, header: str, *, wait: bool) -> ManagedProcess:
+        run_dir, _ = self._started()
+        apiserver = ManagedProcess.spawn(
+            "kube-apiserver", self.binary("kube-apiserver"), self._apiserver_args,
+            log_path=run_dir / "kube-apiserver.log", header=header,
+        )  # fmt: skip
+        self._processes.append(apiserver)
+        self.started_pids.append(apiserver.popen.pid)
+        if wait:
+            self.wait_apiserver_ready(apiserver)
+        return apiserver
+
+    def wait_apiserver_ready(self, apiserver: ManagedProcess | None = None) -> None:
+        """Wait until kube-apiserver answers ``/readyz`` and serves the default namespace."""
+        apiserver = apiserver or self._apiserver()
         apiserver.wait_ready(lambda: self._status("/readyz") == 200, self.start_timeout)
         # RBAC bootstrap and the system namespaces come with readiness; check the one we use.
         default_namespace = "/api/v1/namespaces/default"
         apiserver.wait_ready(lambda: self._status(default_namespace) == 200, self.start_timeout)
+
+    def _apiserver(self) -> ManagedProcess:
+        for process in self._processes:
+            if process.name == "kube-apiserver":
+                return process
+        raise ControlPlaneError("kube-apiserver is not running")
+
+    # ----- outages (for reliability tests) ----------------------------------------------------
+
+    def stop_apiserver(self, *, kill: bool = False) -> None:
+        """Stop kube-apiserver (SIGTERM, or SIGKILL when ``kill``); etcd and the data stay.
+        ``start_apiserver`` brings it back on the same address with the same certificates."""
+        apiserver = self._apiserver()
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(apiserver.popen.pid, signal.SIGKILL)
+            apiserver.popen.wait(self.stop_timeout)
+        else:
+            apiserver.stop(self.stop_timeout)
+        self._processes.remove(apiserver)
+
+    def start_apiserver(self, *, wait: bool = True) -> None:
+        """Start kube-apiserver again after ``stop_apiserver`` (``wait``: until it is ready).
+        Without ``wait`` it returns at once: clients meet the server while it starts up."""
+        if any(p.name == "kube-apiserver" for p in self._processes):
+            raise ControlPlaneError("kube-apiserver is already running")
+        self._start_apiserver("restart", wait=wait)
+
+    def restart_apiserver(self, *, kill: bool = False, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver, wait ``down_seconds``, start it again and wait until ready."""
+        self.stop_apiserver(kill=kill)
+        time.sleep(down_seconds)
+        self.start_apiserver()
 
     def _spawn(self, name: str, args: list[str], attempt: int) -> ManagedProcess:
         run_dir, _ = self._started()

@@ -7,14 +7,15 @@ filters, intervals) is in ``rkt_operator.kopfapp``.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from rkt_operator import errors
+from rkt_operator import errors, kubeapi
 from rkt_operator.metrics.collector import AgentMetrics
 from rkt_operator.reconcile import taskstate
 from rkt_operator.reconcile.reconciler import Reconciler
@@ -62,11 +63,42 @@ def raise_for(error: errors.RktTaskError | None, *, settings: Settings, retry: i
     raise kopf.TemporaryError(message, delay=retry_delay(settings, retry)) from error
 
 
+# The one prefix of a handler's temporary failure during an API outage; the agent's log
+# filter (``kopfapp.OutageFilter``) shows such failures as warnings.
+API_UNAVAILABLE = "API unavailable"
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def quiet_outages(handler: Handler) -> Handler:
+    """An API connection error inside ``handler`` becomes one ``TemporaryError`` naming what
+    failed (kopf retries the handler and logs one line for the object), not an unexpected
+    exception with a traceback."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            await handler(*args, **kwargs)
+        except (kopf.TemporaryError, kopf.PermanentError):
+            raise
+        except Exception as exc:
+            why = kubeapi.outage(exc)
+            if why is None:
+                raise
+            memo = kwargs.get("memo")
+            settings: Settings | None = getattr(getattr(memo, "agent", None), "settings", None)
+            delay = retry_delay(settings, kwargs.get("retry", 0)) if settings else 10.0
+            raise kopf.TemporaryError(f"{API_UNAVAILABLE}: {why}", delay=delay) from None
+
+    return wrapper
+
+
 def post(body: kopf.Body, outcome: Outcome) -> None:
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
+@quiet_outages
 async def reconcile(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: Any) -> None:
     """create / resume: make it so."""
     agent: Agent = memo.agent
@@ -75,6 +107,7 @@ async def reconcile(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_:
     raise_for(outcome.error, settings=agent.settings, retry=retry)
 
 
+@quiet_outages
 async def update(
     body: kopf.Body,
     old: Any,
@@ -100,6 +133,7 @@ def caught_up(body: kopf.Body, diffbase: kopf.DiffBaseStorage) -> bool:
     return diffbase.fetch(body=body) == diffbase.build(body=body)
 
 
+@quiet_outages
 async def resync(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
     """Timer: observe the pod cheaply (a shared ``rkt list``); write only on change."""
     agent: Agent = memo.agent
@@ -111,6 +145,7 @@ async def resync(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
         logger.debug("resync: %s", outcome.error)
 
 
+@quiet_outages
 async def probe(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
     """Timer (each second, tasks with probes only): run the probes that are due; a changed
     verdict reconciles the task at once."""
@@ -123,6 +158,7 @@ async def probe(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
         logger.debug("probe: %s", outcome.error)
 
 
+@quiet_outages
 async def delete(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: Any) -> None:
     """Graceful stop within the kill timeout, rkt rm, task directories removed; kopf then
     drops the finalizer."""

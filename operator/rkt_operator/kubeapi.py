@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -48,6 +49,26 @@ def connect(
         config_file=kubeconfig, client_configuration=configuration
     )
     return client.ApiClient(configuration)
+
+
+def outage(exc: BaseException) -> str | None:
+    """A short description when ``exc`` means the API server is unreachable or failing
+    (connection refused or reset, timeout, 5xx, 429): a retry later can succeed, and a
+    traceback says nothing more. None for anything else (a bug, a 4xx)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ApiException):
+            status = current.status or 0
+            if status == 0 or status == 429 or status >= 500:
+                return f"HTTP {status} {current.reason or ''}".strip()
+            return None
+        if isinstance(current, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
+            first = (str(current).strip().splitlines() or [""])[0]
+            return f"{type(current).__name__}: {first[:160]}".rstrip(": ")
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _not_found(exc: ApiException) -> bool:
@@ -133,6 +154,20 @@ class KubeApi:
                     return None
                 raise
             return obj if isinstance(obj, dict) else None
+
+        return await asyncio.to_thread(send)
+
+    async def list_node_tasks(self, *, field_selector: str = "", label_selector: str = "") -> int:
+        """One small LIST of the tasks matching the selectors, as kopf's watch of this node's
+        tasks makes it: proves the API answers, serves the resource and accepts the
+        selector. The number of items seen (at most 1)."""
+
+        def send() -> int:
+            page = self._custom.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, limit=1, _request_timeout=10.0,
+                field_selector=field_selector or None, label_selector=label_selector or None,
+            )  # fmt: skip
+            return len(page.get("items") or []) if isinstance(page, dict) else 0
 
         return await asyncio.to_thread(send)
 

@@ -124,7 +124,16 @@ class Settings(BaseModel):
         "or the rktoperator.io/node label for clusters without CRD selectableFields.",
     )
     liveness_endpoint: str = Field(
-        "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint; empty disables it."
+        "http://0.0.0.0:8080/healthz",
+        description="The agent's liveness/readiness endpoint (200 while it hears its node's "
+        "tasks, else 503); empty disables it.",
+    )
+    watch_stale_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long the agent may go without a working watch of its node's tasks "
+        "(RktTask resource served, node's tasks listed) before its liveness endpoint fails; "
+        "kopf is restarted in-process when the API answers but the resource is not served.",
     )
     metrics_endpoint: str = Field(
         "http://0.0.0.0:8081/metrics",
@@ -176,7 +185,7 @@ class Settings(BaseModel):
             raise ValueError(f"expected a relative cgroup path such as rkt-operator: {value!r}")
         return value
 
-    @field_validator("metrics_endpoint")
+    @field_validator("metrics_endpoint", "liveness_endpoint")
     @classmethod
     def _http_endpoint(cls, value: str) -> str:
         if value:
