@@ -42,7 +42,7 @@ The unprivileged approximation
     host. ``enter`` runs the command the same way.
 
 Simulator-only settings: ``<dir>/.sim-config.json`` (all optional)
-    ``{"allow_unprivileged": false, "stop_grace_seconds": 5, "rkt_version": "1.30.0",
+    ``{"allow_unprivileged": false, "stop_grace_seconds": 90, "rkt_version": "1.30.0",
     "appc_version": "0.8.11"}``: the versions change what ``version`` prints and the
     PodManifest ``acVersion`` (to test version checks); ``stop_grace_seconds`` is the time
     between SIGTERM and SIGKILL when a pod shuts down.

@@ -60,7 +60,7 @@ class SimConfig:
     """Simulator-only knobs (``<dir>/.sim-config.json``); all default to rkt's behaviour."""
 
     allow_unprivileged: bool = False
-    stop_grace_seconds: float = 5.0
+    stop_grace_seconds: float = 90.0  # systemd's DefaultTimeoutStopSec in rkt's stage1
     rkt_version: str = RKT_VERSION
     appc_version: str = APPC_VERSION
 
@@ -76,7 +76,7 @@ class SimConfig:
             raise SimError(f"invalid simulator config {data_dir / SIM_CONFIG_FILE}: not an object")
         return cls(
             allow_unprivileged=bool(raw.get("allow_unprivileged", False)),
-            stop_grace_seconds=float(raw.get("stop_grace_seconds", 5.0)),
+            stop_grace_seconds=float(raw.get("stop_grace_seconds", 90.0)),
             rkt_version=str(raw.get("rkt_version", RKT_VERSION)),
             appc_version=str(raw.get("appc_version", APPC_VERSION)),
         )

@@ -163,10 +163,20 @@ def test_stop_of_a_pod_that_is_not_running(rkt: Rkt, images: Images) -> None:
 
 
 def test_stop_force_kills_a_pod_that_ignores_sigterm(rkt: Rkt, images: Images) -> None:
-    script = "trap '' TERM; while true; do sleep 1; done"
+    """A plain stop does not end an app that ignores SIGTERM within seconds (rkt's stage1
+    waits for systemd's stop timeout, 90 s): an agent must escalate to --force itself."""
+    script = "trap '' TERM; echo trapped > /tmp/ready; while true; do sleep 1; done"
     uuid = rkt.prepare(str(images.shell), "--exec=/bin/sh", "--", "-c", script)
     process = rkt.spawn(uuid)
     rkt.wait_started(uuid)
+    rkt.wait_enterable(uuid)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while rkt.run("enter", uuid, "/bin/cat", "/tmp/ready").stdout.strip() != "trapped":
+        assert time.monotonic() < deadline, "the app never set its trap"
+        time.sleep(0.2)
+    rkt.ok("stop", uuid)
+    time.sleep(8)
+    assert rkt.status_json(uuid)["state"] == "running"
     rkt.ok("stop", "--force", uuid)
     process.wait(timeout=WAIT_SECONDS)
     assert process.returncode != 0
