@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from simrkt import identity, make_plan, set_faults, sim_processes
 
 from rkt_operator.executor import files
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.rkt.types import LaunchPlan
 from rkt_operator.settings import Settings
+from simrkt import identity, make_plan, set_faults, sim_processes
 
 DRIVER = Path(__file__).with_name("start_driver.py")
 
