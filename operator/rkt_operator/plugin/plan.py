@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-TASK_RESOURCE = "rkttasks.rktoperator.io"
+from rkt_operator.model import api
+
+TASK_RESOURCE = f"{api.PLURAL}.{api.GROUP}"
 DEFAULT_AGENT_NAMESPACE = "rkt-operator"
 # The chart's selector labels of the agent pods (the binder's pods carry another name).
 DEFAULT_AGENT_SELECTOR = "app.kubernetes.io/name=rkt-operator"
@@ -369,10 +371,7 @@ def allowed(returncode: int, output: str) -> bool | None:
 
 def _grant_hint(req: Request, resource: str, namespace: str | None) -> str:
     where = f' in namespace "{namespace}"' if namespace else ""
-    if resource.startswith(("rkttasks/", f"{TASK_RESOURCE}/")) or resource in (
-        "rkttasks",
-        TASK_RESOURCE,
-    ):
+    if resource.split("/")[0] == TASK_RESOURCE:
         role = OPERATOR_ROLE if "/" in resource else VIEWER_ROLE
         return f"a RoleBinding to the ClusterRole {role}{where}"
     if resource.startswith("pods"):

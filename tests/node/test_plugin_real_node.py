@@ -1,0 +1,288 @@
+"""``kubectl rkt`` on a real node: the chart installed by helm and run by a real kubelet +
+containerd, a task on real rkt, and every plugin command run by a user whose kubeconfig holds
+nothing but the chart's plugin roles (``rkt-operator-task-operator`` in the task's namespace,
+``rkt-operator-agent-exec`` in the agents'), through the API server's ``pods/exec`` into the
+agent container and the node command there.
+
+The steps share one node, one release and one task (module scope, the scenario of
+test_real_node.py), in order; the restart comes last because it replaces the task's pod.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_real_node import (  # the module-scoped scenario fixture and its helpers
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    TASKS,
+    WAIT,
+    Scenario,
+    scenario,
+)
+
+from rkt_devkit.aci import build_aci
+from rkt_devkit.kube import wait_for
+
+pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]
+__all__ = ["scenario"]  # re-exported for pytest: the fixture these steps share
+
+BIN = Path(sys.executable).parent
+TASK = "kv-server"
+USER = "day2"
+# Says each tick, answers HUP, and exits 3 once when the test drops /local/crash.
+APP = (
+    "trap 'echo got-hup' HUP; echo started; echo err-started >&2; i=0; "
+    "while true; do i=$((i+1)); echo tick-$i; "
+    "if [ -f /local/crash ]; then rm -f /local/crash; echo crashing; exit 3; fi; "
+    "sleep 0.5; done"
+)
+TICK = re.compile(r"^tick-(\d+)$", re.MULTILINE)
+
+
+def _task_manifest(image: Path) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "rktoperator.io/v1alpha1",
+            "kind": "RktTask",
+            "metadata": {"name": TASK, "namespace": TASKS},
+            "spec": {
+                "nodeName": "rkt-node",
+                "image": str(image),
+                "restartPolicy": "Always",
+                "killTimeoutSeconds": 5,
+            },
+        }
+    )
+
+
+def _env(s: Scenario) -> dict[str, str]:
+    kubectl_dir = s.plane.binary("kubectl").parent
+    return {
+        **os.environ,
+        "PATH": f"{kubectl_dir}:{BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "KUBECACHEDIR": str(s.state / "kubectl-cache"),  # not the user's ~/.kube/cache
+    }
+
+
+def _argv(s: Scenario, *args: str) -> list[str]:
+    """``kubectl rkt ARGS`` with the plugin user's kubeconfig (kubectl finds kubectl-rkt)."""
+    config = s.observed["plugin_kubeconfig"]
+    return ["kubectl", "rkt", f"--kubeconfig={config}", f"--namespace={TASKS}", *args]
+
+
+def rkt(s: Scenario, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _argv(s, *args), input=input, capture_output=True, text=True, env=_env(s),
+        timeout=WAIT, check=False,
+    )  # fmt: skip
+
+
+def _ticks(text: str) -> list[int]:
+    return [int(n) for n in TICK.findall(text)]
+
+
+def _needs(s: Scenario, key: str) -> Any:
+    assert key in s.observed, f"needs {key} from an earlier step"
+    return s.observed[key]
+
+
+def test_agent_task_and_a_user_with_only_the_plugins_roles(
+    scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    s = scenario
+    tag = s.inputs.agent_image.rsplit(":", 1)[1]
+    s.helm(
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace",
+        "--values", s.values(tag),
+    )  # fmt: skip
+    s.observed["agent"] = s.ready_agent()
+    image = build_aci(
+        s.state / "images" / "kv.aci", name="example.com/kv", exec=["/bin/sh", "-c", APP]
+    )
+    s.kubectl("apply", "-f", "-", input=_task_manifest(image))
+    task = s.ready_task(TASK)
+    s.observed["task"] = task
+    # The user: a ServiceAccount bound to the chart's plugin roles, and nothing else.
+    s.kubectl("create", "serviceaccount", USER, f"--namespace={TASKS}")
+    subject = f"--serviceaccount={TASKS}:{USER}"
+    s.kubectl("create", "rolebinding", f"{USER}-tasks", "--clusterrole=rkt-operator-task-operator",
+              subject, f"--namespace={TASKS}")  # fmt: skip
+    s.kubectl("create", "rolebinding", f"{USER}-agents", "--role=rkt-operator-agent-exec",
+              subject, f"--namespace={NAMESPACE}")  # fmt: skip
+    token = s.plane.create_token(TASKS, USER)
+    path = tmp_path_factory.mktemp("plugin-user") / "kubeconfig"
+    s.observed["plugin_kubeconfig"] = s.plane.kubeconfig_for_token(token, path)
+    # What else that kubeconfig may do: not even list the tasks' pods or read a Secret.
+    denied = s.plane.kubectl("get", "secrets", f"--namespace={TASKS}", kubeconfig=path, check=False)
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+
+
+def test_logs_of_a_running_task_whole_tail_and_stderr(scenario: Scenario) -> None:
+    _needs(scenario, "task")
+    done = wait_for(
+        lambda: (d := rkt(scenario, "logs", TASK)).returncode == 0 and len(_ticks(d.stdout)) >= 3
+        and d,
+        timeout=WAIT, interval=1, what="three ticks in kubectl rkt logs",
+    )  # fmt: skip
+    assert done.stdout.startswith("started\ntick-1\ntick-2\n"), done.stdout[:200]
+    tail = rkt(scenario, "logs", TASK, "--tail=2")
+    assert tail.returncode == 0, tail.stderr
+    lines = tail.stdout.splitlines()
+    assert len(lines) == 2
+    assert all(TICK.fullmatch(line) for line in lines), lines
+    assert _ticks(tail.stdout)[1] == _ticks(tail.stdout)[0] + 1
+    err = rkt(scenario, "logs", TASK, "--stderr")
+    assert (err.returncode, err.stdout) == (0, "err-started\n")
+    since = rkt(scenario, "logs", TASK, "--since=10m", "--tail=1")
+    assert TICK.fullmatch(since.stdout.strip()), since.stdout
+
+
+def test_logs_follow_streams_new_output(scenario: Scenario) -> None:
+    """The acceptance's first half: ``kubectl rkt logs -f`` streams the app's output."""
+    _needs(scenario, "task")
+    before = max(_ticks(rkt(scenario, "logs", TASK).stdout))
+    follow = subprocess.Popen(
+        _argv(scenario, "logs", "-f", TASK), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=_env(scenario),
+    )  # fmt: skip
+    assert follow.stdout is not None
+    seen: list[int] = []
+    try:
+        deadline = time.monotonic() + WAIT
+        while not [n for n in seen if n >= before + 4] and time.monotonic() < deadline:
+            ready, _, _ = select.select([follow.stdout], [], [], 5)
+            if ready:
+                line = follow.stdout.readline().decode()
+                assert line, f"the stream ended: {follow.stderr.read() if follow.stderr else ''}"
+                seen += _ticks(line)
+    finally:
+        follow.send_signal(signal.SIGINT)
+        try:
+            follow.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            follow.kill()
+            follow.wait()
+    assert [n for n in seen if n >= before + 4], f"no new ticks after tick-{before}: {seen[-5:]}"
+    # Written after the command started, in order, none lost.
+    assert seen == list(range(seen[0], seen[-1] + 1))
+
+
+def test_exec_with_stdin_and_a_non_zero_exit_code(scenario: Scenario) -> None:
+    _needs(scenario, "task")
+    done = rkt(
+        scenario, "exec", "-i", TASK, "--", "/bin/sh", "-c", "cat; echo to-stderr >&2; exit 5",
+        input="hello from stdin\n",
+    )  # fmt: skip
+    assert done.returncode == 5, done.stderr
+    assert done.stdout == "hello from stdin\n"
+    assert "to-stderr" in done.stderr
+    # The command runs in the task's pod (its root filesystem, its /local).
+    inside = rkt(scenario, "exec", TASK, "--", "/bin/sh", "-c", "ls /local >/dev/null && echo in")
+    assert (inside.returncode, inside.stdout) == (0, "in\n"), inside.stderr
+
+
+def _read_until(fd: int, wanted: str, deadline: float) -> str:
+    seen = ""
+    while wanted not in seen:
+        assert time.monotonic() < deadline, f"never saw {wanted!r} on the terminal: {seen!r}"
+        ready, _, _ = select.select([fd], [], [], 2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the other side closed
+                break
+            seen += chunk.decode(errors="replace")
+    return seen
+
+
+def test_exec_tty_session_through_a_pseudo_terminal(scenario: Scenario) -> None:
+    """The acceptance's second half: ``kubectl rkt exec -it TASK -- /bin/sh`` is interactive."""
+    _needs(scenario, "task")
+    main, side = os.openpty()
+    shell = subprocess.Popen(
+        _argv(scenario, "exec", "-it", TASK, "--", "/bin/sh"),
+        stdin=side, stdout=side, stderr=side, env={**_env(scenario), "TERM": "xterm"},
+        start_new_session=True,
+    )  # fmt: skip
+    os.close(side)
+    try:
+        deadline = time.monotonic() + WAIT
+        os.write(main, b"echo $((6*7)); tty\n")
+        seen = _read_until(main, "42", deadline)
+        seen += _read_until(main, "/dev/", deadline)  # the shell has a terminal of its own
+        assert "not a tty" not in seen
+        os.write(main, b"exit 3\n")
+        assert shell.wait(timeout=WAIT) == 3
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+        os.close(main)
+
+
+def test_signal_reaches_the_app(scenario: Scenario) -> None:
+    task = _needs(scenario, "task")
+    done = rkt(scenario, "signal", TASK, "HUP")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"sent SIGHUP to {TASKS}/{TASK} (pod {task['status']['uuid']})"
+    wait_for(
+        lambda: "got-hup" in rkt(scenario, "logs", TASK).stdout,
+        timeout=WAIT, interval=1, what="the app's HUP trap in its output",
+    )  # fmt: skip
+    assert scenario.task(TASK)["status"]["uuid"] == task["status"]["uuid"]
+
+
+def test_stats_and_describe(scenario: Scenario) -> None:
+    task = _needs(scenario, "task")
+    uuid = task["status"]["uuid"]
+    done = rkt(scenario, "stats", TASK)
+    assert done.returncode == 0, done.stderr
+    sample = json.loads(done.stdout)
+    assert (sample["uuid"], sample["namespace"], sample["name"]) == (uuid, TASKS, TASK)
+    assert sample["rssBytes"] > 0
+    assert sample["processes"] >= 2
+    described = rkt(scenario, "describe", TASK)
+    assert described.returncode == 0, described.stderr
+    assert re.search(rf"^Name:\s+{TASK}$", described.stdout, re.MULTILINE), described.stdout
+    table = described.stdout.split('Pods on node "rkt-node" (as rkt reports them):\n', 1)[1]
+    header, row, *_ = table.splitlines()
+    assert header.split()[:2] == ["UUID", "STATE"]
+    assert row.split()[:2] == [uuid, "running"]
+
+
+def test_previous_pods_logs_after_a_restart(scenario: Scenario) -> None:
+    task = _needs(scenario, "task")
+    first = task["status"]["uuid"]
+    local = scenario.state / "tasks" / TASKS / f"{TASK}-{task['metadata']['uid']}" / "local"
+    (local / "crash").write_text("")
+    restarted = wait_for(
+        lambda: (t := scenario.ready_task(TASK))["status"]["uuid"] != first and t,
+        timeout=WAIT, interval=1, what="the task restarted in a new pod",
+    )  # fmt: skip
+    assert restarted["status"]["restarts"] == 1
+    previous = rkt(scenario, "logs", "--previous", TASK)
+    assert previous.returncode == 0, previous.stderr
+    assert previous.stdout.startswith("started\ntick-1\n")
+    assert previous.stdout.endswith("crashing\n")
+    assert "got-hup" in previous.stdout
+    current = wait_for(
+        lambda: (d := rkt(scenario, "logs", TASK)).stdout.startswith("started\ntick-1") and d,
+        timeout=WAIT, interval=1, what="the new pod's output",
+    )  # fmt: skip
+    assert "crashing" not in current.stdout
+    assert "got-hup" not in current.stdout
+    assert rkt(scenario, "logs", "-p", "--tail=1", TASK).stdout == "crashing\n"
