@@ -32,8 +32,8 @@ NODE = "rkt-node-1"
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _plugin_objects(render: Render, agent_ns: str) -> list[dict[str, Any]]:
-    objects = render(release="rkt-operator", namespace=agent_ns)
+def _plugin_objects(render: Render, agent_ns: str, *args: str) -> list[dict[str, Any]]:
+    objects = render(*args, release="rkt-operator", namespace=agent_ns)
     return [
         o
         for o in objects
@@ -92,8 +92,8 @@ class Cluster:
             "KUBECACHEDIR": str(self.tmp / "kubectl-cache"),  # not the user's ~/.kube/cache
         }
         argv = [
-            "kubectl", "rkt", *args, f"--kubeconfig={kubeconfig}", f"--namespace={self.tasks_ns}",
-            f"--agent-namespace={self.agent_ns}",
+            "kubectl", "rkt", f"--kubeconfig={kubeconfig}", f"--namespace={self.tasks_ns}",
+            f"--agent-namespace={self.agent_ns}", *args,
         ]  # fmt: skip
         return subprocess.run(
             argv, capture_output=True, text=True, env=env, timeout=120, check=False
@@ -157,7 +157,8 @@ def test_the_chart_ships_the_plugins_roles(render: Render) -> None:
                                   ("", "pods/exec", "create")}  # fmt: skip
     labels = objects["ClusterRole", "rkt-operator-task-viewer"]["metadata"]["labels"]
     assert labels["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
-    assert not _plugin_objects(render("--set=rbac.pluginRoles=false"), "ops")
+    assert not _plugin_objects(render, "ops", "--set=rbac.pluginRoles=false")
+    assert not _plugin_objects(render, "ops", "--set=rbac.create=false")
 
 
 def test_kubectl_finds_the_installed_plugin(control_plane: ControlPlane) -> None:

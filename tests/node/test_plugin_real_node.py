@@ -157,7 +157,7 @@ def test_logs_follow_streams_new_output(scenario: Scenario) -> None:
     before = max(_ticks(rkt(scenario, "logs", TASK).stdout))
     follow = subprocess.Popen(
         _argv(scenario, "logs", "-f", TASK), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=_env(scenario),
+        env=_env(scenario), start_new_session=True,
     )  # fmt: skip
     assert follow.stdout is not None
     seen: list[int] = []
@@ -170,7 +170,7 @@ def test_logs_follow_streams_new_output(scenario: Scenario) -> None:
                 assert line, f"the stream ended: {follow.stderr.read() if follow.stderr else ''}"
                 seen += _ticks(line)
     finally:
-        follow.send_signal(signal.SIGINT)
+        os.killpg(follow.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
         try:
             follow.wait(timeout=60)
         except subprocess.TimeoutExpired:

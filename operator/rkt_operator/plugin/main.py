@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from rkt_operator.plugin import plan
 
@@ -24,19 +25,28 @@ def capture(argv: Sequence[str]) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def attach(argv: Sequence[str]) -> int:
     """Run kubectl on this process's stdin, stdout, stderr and terminal; its exit code (that
-    of the remote command, for ``kubectl exec``). A Ctrl-C reaches kubectl (same process
-    group), which ends the session; this process waits for it meanwhile."""
+    of the remote command, for ``kubectl exec``). SIGINT, SIGTERM and SIGHUP are passed on to
+    kubectl, which ends the session (a Ctrl-C reaches both anyway: same process group); this
+    process waits for it meanwhile."""
     try:
         child = subprocess.Popen(list(argv))
     except FileNotFoundError:
         raise plan.PluginError(KUBECTL_MISSING) from None
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
     try:
         return child.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _require(req: plan.Request, argv: list[str], verb: str, resource: str, ns: str) -> None:
