@@ -3,7 +3,8 @@
 ``Applier.apply`` carries out a ``plan.Decision``'s actions in order: stop and remove the
 pods that must go, stop a pod whose liveness probe failed (keeping it, to show its exit),
 then start or adopt the task's pod (resolve env, build the launch plan, ``rkt prepare``,
-record the UUID in status before the launch, launch, discover). It returns what it did as a
+launch, discover; the pod is found again by the identity it carries, so no status is written
+in between). It returns what it did as a
 ``taskstate.Applied`` value and the status now in force; it decides nothing itself.
 """
 
@@ -18,7 +19,6 @@ from rkt_operator import envrefs
 from rkt_operator.executor.service import Executor
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.reconcile import plan, taskstate
-from rkt_operator.reconcile import status as c
 from rkt_operator.reconcile.podcache import PodCache
 from rkt_operator.reconcile.probeplan import Verdict
 from rkt_operator.reconcile.prober import Prober
@@ -62,7 +62,7 @@ class Applier:
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> tuple[taskstate.Applied, Mapping[str, Any]]:
         """Carry out the decision's actions in order; returns what was done and the status
-        now in force (a start writes the UUID between prepare and launch)."""
+        now in force."""
         removed = await self._remove(decision, spec, out, logger)
         stopped = None
         for action in decision.actions:
@@ -147,8 +147,7 @@ class Applier:
         *,
         listed: list[PodObservation] | None = None,
     ) -> tuple[PodObservation, Mapping[str, Any]]:
-        """Start the pod; the UUID is written to status (phase Preparing) between
-        ``rkt prepare`` and the launch. Returns the pod and the status now in force.
+        """Start the pod. Returns the pod and the status now in force.
         ``listed``: the task's pods as the decision saw them, when still current (the
         executor then needs no ``rkt list`` of its own)."""
         env = await envrefs.resolve_env(spec.env, task.body, source=self.api)
@@ -173,20 +172,15 @@ class Applier:
                 )
             )
         logger.info("starting pod generation=%s reason=%s", identity.generation, start.reason)
-        current = status
-
-        async def record_uuid(uuid: str) -> None:
-            nonlocal current
-            # A new pod: nothing of the previous pod (IP, exit code, times) applies to it.
-            facts = c.PodFacts(uuid=uuid, restarts=decision.restarts)
-            current = await self.status.write(task, current, c.preparing(uuid), facts, out)
-
+        # No status write between prepare and launch: the pod carries the task's identity
+        # (uid, generation) in its rkt annotations, and the executor's start lock, start
+        # marker and adoption find a prepared or launched pod again after an agent crash
+        # (tests/agent/test_restarts.py kills the agent in prepare, run-prepared and status).
+        # The pass's one write after the start names the pod.
         async with self._starts:
             try:
-                started = await self.executor.ensure_started(
-                    launch, on_prepared=record_uuid, listed=listed
-                )
+                started = await self.executor.ensure_started(launch, listed=listed)
             finally:
                 self.pods.invalidate()
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
-        return started, current
+        return started, status

@@ -15,7 +15,7 @@ One pass goes down the layers and back once; the numbered steps in ``_reconcile`
    be called lost), the probes' liveness verdicts;
 3. decide once (``plan.decide``: a ``Decision`` value);
 4. apply it through the executor (stop, remove, stop an unhealthy pod, start: resolve env,
-   prepare, record the UUID, launch, discover), giving a ``taskstate.Applied`` value;
+   prepare, launch, discover), giving a ``taskstate.Applied`` value;
 5. report from the decision and what was applied (``taskstate.reported`` and ``describe``),
    never by deciding again: a started pod that is not running yet is looked at next pass.
 
