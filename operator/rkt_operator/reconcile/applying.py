@@ -25,7 +25,7 @@ from rkt_operator.reconcile.prober import Prober
 from rkt_operator.reconcile.statuswriter import Event, Outcome, StatusApi, StatusWriter
 from rkt_operator.reconcile.taskstate import Task
 from rkt_operator.rkt import argv
-from rkt_operator.rkt.types import PodObservation, TaskDirs
+from rkt_operator.rkt.types import PodObservation, PodStamp, TaskDirs
 from rkt_operator.settings import Settings
 
 # Starts in flight at once on one node (each runs rkt prepare and a launcher).
@@ -154,32 +154,31 @@ class Applier:
         env = await envrefs.resolve_env(spec.env, task.body, source=self.api)
         identity = task.identity
         dirs = TaskDirs.for_task(self.settings.task_root, identity)
+        # The counts the pod starts with are stamped on it (read back by ``plan.decide``).
+        stamp = PodStamp(restarts=decision.restarts, backoff_step=decision.backoff_step)
         launch = argv.build_launch_plan(
-            spec, settings=self.settings, identity=identity, dirs=dirs, env=env
+            spec, settings=self.settings, identity=identity, dirs=dirs, env=env, stamp=stamp
         )
-        if start.restart:
-            # The exit is named here too: when it is seen only after its back-off has already
-            # run out, no CrashLoopBackOff status is written in between.
-            exited = (
-                f"the pod exited with code {decision.exit_code}; "
-                if decision.exit_code is not None
-                else ""
-            )
-            out.events.append(
-                Event(
-                    "Normal",
-                    "Restarting",
-                    f"{exited}starting the pod again (restart {decision.restarts})",
-                )
-            )
         logger.info("starting pod generation=%s reason=%s", identity.generation, start.reason)
         current = status
+        # The exit is named in the event too: when it is seen only after its back-off has
+        # already run out, no CrashLoopBackOff status is written in between.
+        exited = (
+            f"the pod exited with code {decision.exit_code}; "
+            if start.restart and decision.exit_code is not None
+            else ""
+        )
 
         async def record_uuid(uuid: str) -> None:
             nonlocal current
+            counted = taskstate.facts_from_status(current).restarts
             # A new pod: nothing of the previous pod (IP, exit code, times) applies to it.
             facts = c.PodFacts(uuid=uuid, restarts=decision.restarts)
             current = await self.status.write(task, current, c.preparing(uuid), facts, out)
+            if decision.restarts > counted:
+                # Once the pod exists: a restart whose start fails is not one yet.
+                message = f"{exited}starting the pod again (restart {decision.restarts})"
+                out.events.append(Event("Normal", "Restarting", message))
 
         async with self._starts:
             try:
