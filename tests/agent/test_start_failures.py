@@ -76,7 +76,8 @@ def test_a_transient_prepare_failure_heals_without_a_spec_change(
     assert condition(healed, "Ready")["status"] == "True"
     assert [p["name"] for p in live_pods(sim_node)] == [healed["status"]["uuid"]]
     failed = [e for e in events(kubectl, namespace, "heal") if e["reason"] == "PrepareFailed"]
-    assert failed and all(e["type"] == "Warning" for e in failed)
+    assert failed
+    assert all(e["type"] == "Warning" for e in failed)
 
 
 def test_a_restart_cut_short_by_sigkill_is_counted_by_the_next_agent(
@@ -112,8 +113,10 @@ def test_a_restart_cut_short_by_sigkill_is_counted_by_the_next_agent(
         kubectl,
         namespace,
         "count",
-        lambda o: o["status"].get("phase") == "Running"
-        and o["status"].get("uuid") != first["status"]["uuid"],
+        lambda o: (
+            o["status"].get("phase") == "Running"
+            and o["status"].get("uuid") != first["status"]["uuid"]
+        ),
         what="the restarted pod running",
     )
 
