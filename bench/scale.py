@@ -9,8 +9,8 @@ run-once task Succeeded. Then:
    the agent's RSS, its CPU (own, and with the rkt commands it ran), API writes and rkt
    invocations by command, all per minute;
 2. **restart**: the agent is stopped (SIGTERM) and started again; each task is
-   *re-confirmed* when the new agent's log shows kopf's ``Handler 'resume' succeeded`` for
-   it (the resume handler is the agent's reconcile: it has observed the task's pod and
+   *re-confirmed* when the new agent's log shows kopf's ``Handler 'create' succeeded`` (or
+   ``'resume'``) for it (that handler is the agent's reconcile: it has observed the task's pod and
    written the status if it changed). Reported: seconds from the new agent's start until
    every task was re-confirmed, writes and rkt invocations of the restart, then duplicates
    (tasks with more than one live pod in ``rkt list``) and tasks no longer Running or
@@ -43,8 +43,11 @@ from simnode import SimNode
 log = logging.getLogger("bench.scale")
 
 MIB_PER_POD = 25  # PSS of one simulated pod (its supervisor, rkt-sim stage1 and app), measured
-_RESUMED = re.compile(r"object=(\S+) msg=\"Handler 'resume' succeeded")
-_RESUME_FAILED = re.compile(r"object=(\S+) msg=\"Handler 'resume' failed")
+# A restarted agent remembers no handled spec (kopf's diff-base is in its memory), so kopf
+# calls the create handler; a kopf run restarted in the same process calls resume. Both are
+# the agent's reconcile.
+_RESUMED = re.compile(r"object=(\S+) msg=\"Handler '(?:create|resume)' succeeded")
+_RESUME_FAILED = re.compile(r"object=(\S+) msg=\"Handler '(?:create|resume)' failed")
 GROUP, VERSION, PLURAL = "rktoperator.io", "v1alpha1", "rkttasks"
 
 

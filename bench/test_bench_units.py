@@ -186,7 +186,7 @@ def test_restart_confirmations_are_read_from_the_agent_log(tmp_path: Path) -> No
     log = tmp_path / "agent.log"
     log.write_text(
         'time=t level=INFO logger=rkt_operator.kopfapp msg="agent started node=n"\n'
-        "time=t level=INFO logger=kopf.objects object=bench/a msg=\"Handler 'resume' "
+        "time=t level=INFO logger=kopf.objects object=bench/a msg=\"Handler 'create' "
         'succeeded."\n'
         "time=t level=ERROR logger=kopf.objects object=bench/b msg=\"Handler 'resume' "
         'failed temporarily: x"\n'

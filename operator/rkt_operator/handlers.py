@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,61 @@ from rkt_operator.reconcile.statuswriter import Outcome
 from rkt_operator.settings import Settings
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class MemoryDiffBase(kopf.DiffBaseStorage):
+    """kopf's record of the last handled essence of each task (what its change detection
+    diffs against), kept in the agent's memory instead of an annotation on the object: one
+    API write less per handled change. After an agent restart nothing is remembered, so
+    kopf sees each task as new and calls the create handler, which is the same level-based
+    reconcile as resume (a spec changed while the agent was away is found from
+    ``observedGeneration`` either way). The essence leaves out the annotation an older agent
+    kept it in."""
+
+    def __init__(self, *, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self._essences: dict[str, kopf.BodyEssence] = {}
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        """kopf's essence without the agent's own bookkeeping annotations (``prefix/``:
+        kopf's progress records, an older agent's diff-base), as kopf leaves them out once
+        its marker annotation is on the object (``UnmarkedProgress`` writes no marker)."""
+        essence = super().build(body=body, extra_fields=extra_fields)
+        annotations = essence.get("metadata", {}).get("annotations")
+        if isinstance(annotations, dict):
+            for key in [k for k in annotations if k.startswith(f"{self.prefix}/")]:
+                del annotations[key]
+        self.remove_empty_stanzas(essence)
+        return essence
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self._essences.get(str(body.metadata.uid))
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        self._essences[str(body.metadata.uid)] = essence
+
+    def forget(self, uid: str) -> None:
+        self._essences.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._essences)
+
+
+class UnmarkedProgress(kopf.AnnotationsProgressStorage):
+    """kopf's progress records in annotations under ``prefix/``, as kopf keeps them, but
+    without its ``prefix/kopf-managed`` marker: kopf stores and purges a record for every
+    handled change, so the marker, which is never purged, was a write of its own on every
+    new task. (The marker tells other kopf-based operators to ignore these annotations;
+    this agent's diff-base ignores them by prefix, see ``MemoryDiffBase.build``.)"""
+
+    def store(self, *, key: Any, record: Any, body: kopf.Body, patch: kopf.Patch) -> None:
+        super().store(key=key, record=record, body=body, patch=patch)
+        marker = f"{self.prefix}/kopf-managed"
+        if marker not in body.metadata.annotations:
+            patch.metadata.annotations.pop(marker, None)
 
 
 @dataclass
@@ -166,6 +221,8 @@ async def delete(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: An
     agent: Agent = memo.agent
     outcome = await agent.reconciler.finalize(body, logger=logger)
     agent.done(body, outcome)
+    if outcome.error is None and isinstance(agent.diffbase, MemoryDiffBase):
+        agent.diffbase.forget(str(body.metadata.uid))
     if outcome.error is not None:
         # Never give up on a delete: a permanent error would leave the pod running.
         raise kopf.TemporaryError(

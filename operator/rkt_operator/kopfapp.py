@@ -9,8 +9,12 @@ health endpoint of ``health``). Log set-up is in ``logconfig``.
   ``spec.nodeName`` (the CRD declares it in ``selectableFields``), or the
   ``rktoperator.io/node`` label with ``--selector=label``; handlers filter again on
   ``spec.nodeName`` as a defence in depth.
-- Finalizer ``rktoperator.io/finalizer``; kopf's progress and diff-base annotations under
-  ``rktoperator.io/``; events reported as component ``rkt-operator``, instance = the node.
+- Finalizer ``rktoperator.io/finalizer``; kopf's progress annotations under
+  ``rktoperator.io/`` (without kopf's marker annotation, ``handlers.UnmarkedProgress``); its
+  diff-base (the last handled spec) in the agent's memory
+  (``handlers.MemoryDiffBase``: no annotation write per handled change; one instance for
+  every kopf run of the process); events reported as component ``rkt-operator``, instance =
+  the node.
 - ``scanning.disabled``: no CRD watch per replica (one discovery per kopf run), so RBAC
   needs no ``customresourcedefinitions`` list/watch; a CRD installed after the agent
   started is picked up by a new kopf run (``supervise``) within ``watch_stale_seconds``.
@@ -52,7 +56,7 @@ log = logging.getLogger(__name__)
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 SELECTOR_KEY = (api.GROUP, api.PLURAL)
-STORAGE_PREFIX = api.GROUP  # kopf's progress and diff-base annotations
+STORAGE_PREFIX = api.GROUP  # kopf's progress annotations
 REPORTING_COMPONENT = "rkt-operator"
 LIFECYCLE = kopf.lifecycles.all_at_once
 # How often the agent looks for due probes (spec.*Probe.periodSeconds is at least 1).
@@ -72,12 +76,9 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
     else:
         kopf_settings.watching.field_selectors[SELECTOR_KEY] = f"spec.nodeName={node}"
     kopf_settings.persistence.finalizer = api.FINALIZER
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=STORAGE_PREFIX
-    )
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=STORAGE_PREFIX, key="last-handled-configuration"
-    )
+    kopf_settings.persistence.progress_storage = handlers.UnmarkedProgress(prefix=STORAGE_PREFIX)
+    if not isinstance(kopf_settings.persistence.diffbase_storage, handlers.MemoryDiffBase):
+        kopf_settings.persistence.diffbase_storage = handlers.MemoryDiffBase(prefix=STORAGE_PREFIX)
     kopf_settings.posting.reporting_component = REPORTING_COMPONENT
     kopf_settings.posting.reporting_instance = node
     kopf_settings.scanning.disabled = not any(_is_pattern(ns) for ns in settings.namespaces)

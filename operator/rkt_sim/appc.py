@@ -8,14 +8,18 @@ manifest is serialised again (Go struct order, ``omitempty`` fields dropped).
 from __future__ import annotations
 
 import re
-from typing import Any
 
-AC_IDENTIFIER = re.compile(r"^[a-z0-9]+([-._~/][a-z0-9]+)*$")
-AC_NAME = re.compile(r"^[a-z0-9]+([-][a-z0-9]+)*$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9.-]*$")
-_ID_CHARS = re.compile(r"^[a-z0-9._~/-]+$")
-_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
-_EDGE = re.compile(r"^[a-z0-9].*[a-z0-9]$|^[a-z0-9]$")
+TYPE_CHECKING = False  # typing costs rkt-sim start-up time: only the type checker imports it
+if TYPE_CHECKING:
+    from typing import Any
+
+# Patterns, compiled on first use by re's cache (compiling all at import cost start-up).
+AC_IDENTIFIER = r"^[a-z0-9]+([-._~/][a-z0-9]+)*$"
+AC_NAME = r"^[a-z0-9]+([-][a-z0-9]+)*$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z_0-9.-]*$"
+_ID_CHARS = r"^[a-z0-9._~/-]+$"
+_NAME_CHARS = r"^[a-z0-9-]+$"
+_EDGE = r"^[a-z0-9].*[a-z0-9]$|^[a-z0-9]$"
 
 VALID_OS_ARCH = {
     "linux": (
@@ -42,11 +46,11 @@ class AppcError(ValueError):
 def check_identifier(value: str) -> str:
     if not value:
         raise AppcError("ACIdentifier cannot be empty")
-    if not _ID_CHARS.match(value):
+    if not re.match(_ID_CHARS, value):
         raise AppcError(
             'ACIdentifier must contain only lower case alphanumeric characters plus "._-~/"'
         )
-    if not _EDGE.match(value) or not AC_IDENTIFIER.match(value):
+    if not re.match(_EDGE, value) or not re.match(AC_IDENTIFIER, value):
         raise AppcError(
             "ACIdentifier must start and end with only lower case alphanumeric characters"
         )
@@ -56,9 +60,9 @@ def check_identifier(value: str) -> str:
 def check_name(value: str) -> str:
     if not value:
         raise AppcError("ACName cannot be empty")
-    if not _NAME_CHARS.match(value):
+    if not re.match(_NAME_CHARS, value):
         raise AppcError('ACName must contain only lower case alphanumeric characters plus "-"')
-    if not _EDGE.match(value) or not AC_NAME.match(value):
+    if not re.match(_EDGE, value) or not re.match(AC_NAME, value):
         raise AppcError("ACName must start and end with only lower case alphanumeric characters")
     return value
 
@@ -79,7 +83,7 @@ def check_environment(env: list[dict[str, str]]) -> None:
         name = item.get("name", "")
         if not name:
             raise AppcError("environment variable name must not be empty")
-        if not ENV_NAME.match(name):
+        if not re.match(ENV_NAME, name):
             raise AppcError(f'environment variable does not have valid identifier "{name}"')
         if name in seen:
             raise AppcError(f'duplicate environment variable of name "{name}"')

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-
 from rkt_sim.context import Context
 from rkt_sim.flags import GLOBAL_FLAGS, FlagSet, Parsed
 
@@ -16,6 +14,8 @@ _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "armv7l": "arm"
 
 def run_version(ctx: Context, parsed: Parsed) -> int:
     del parsed
+    import platform  # only version needs it (10 ms to import)
+
     machine = platform.machine()
     ctx.out(f"rkt Version: {ctx.sim.rkt_version}")
     ctx.out(f"appc Version: {ctx.sim.appc_version}")

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rkt_sim.errors import FlagError, SimError
-from rkt_sim.flags import Parsed
+
+TYPE_CHECKING = False  # plain classes, no typing/dataclasses import: rkt-sim start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from rkt_sim.flags import Parsed
 
 RKT_VERSION = "1.30.0"
 APPC_VERSION = "0.8.11"
@@ -55,14 +58,22 @@ def parse_insecure(value: str) -> frozenset[str]:
     return frozenset(chosen)
 
 
-@dataclass(frozen=True)
 class SimConfig:
     """Simulator-only knobs (``<dir>/.sim-config.json``); all default to rkt's behaviour."""
 
-    allow_unprivileged: bool = False
-    stop_grace_seconds: float = 90.0  # systemd's DefaultTimeoutStopSec in rkt's stage1
-    rkt_version: str = RKT_VERSION
-    appc_version: str = APPC_VERSION
+    __slots__ = ("allow_unprivileged", "appc_version", "rkt_version", "stop_grace_seconds")
+
+    def __init__(
+        self,
+        allow_unprivileged: bool = False,
+        stop_grace_seconds: float = 90.0,  # systemd's DefaultTimeoutStopSec in rkt's stage1
+        rkt_version: str = RKT_VERSION,
+        appc_version: str = APPC_VERSION,
+    ) -> None:
+        self.allow_unprivileged = allow_unprivileged
+        self.stop_grace_seconds = stop_grace_seconds
+        self.rkt_version = rkt_version
+        self.appc_version = appc_version
 
     @classmethod
     def load(cls, data_dir: Path) -> SimConfig:
@@ -88,20 +99,20 @@ def _abs_dir(flag: str, value: str) -> Path:
     return Path(os.path.abspath(value))
 
 
-@dataclass
 class Context:
     """The global state of one invocation."""
 
-    command: str
-    data_dir: Path = Path("/var/lib/rkt")
-    system_config: Path = Path("/usr/lib/rkt")
-    local_config: Path = Path("/etc/rkt")
-    user_config: Path | None = None
-    debug: bool = False
-    insecure: frozenset[str] = frozenset()
-    trust_keys_from_https: bool = False
-    environ: Mapping[str, str] = field(default_factory=dict)
-    sim: SimConfig = field(default_factory=SimConfig)
+    def __init__(self, command: str, environ: Mapping[str, str] | None = None) -> None:
+        self.command = command
+        self.data_dir = Path("/var/lib/rkt")
+        self.system_config = Path("/usr/lib/rkt")
+        self.local_config = Path("/etc/rkt")
+        self.user_config: Path | None = None
+        self.debug = False
+        self.insecure: frozenset[str] = frozenset()
+        self.trust_keys_from_https = False
+        self.environ: Mapping[str, str] = {} if environ is None else environ
+        self.sim = SimConfig()
 
     @classmethod
     def from_flags(cls, command: str, parsed: Parsed, environ: Mapping[str, str]) -> Context:

@@ -25,9 +25,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs rkt-sim start-up time: only the type checker imports it
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 FAULT_FILE = ".sim-faults.json"
 LOCK_FILE = ".sim-faults.lock"

@@ -13,24 +13,46 @@ per-app flags) can be interpreted by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-
 from rkt_sim.errors import FlagError
+
+TYPE_CHECKING = False  # typing and dataclasses cost ~20 ms per rkt-sim start: not imported
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
-@dataclass(frozen=True)
 class Flag:
     """One flag. ``no_opt`` is the value used when the flag is given without ``=value``."""
 
-    name: str
-    kind: str = "string"  # "string" or "bool"
-    no_opt: str | None = None
-    help: str = ""
-    hidden: bool = False
+    __slots__ = ("help", "hidden", "kind", "name", "no_opt")
+
+    def __init__(
+        self,
+        name: str,
+        kind: str = "string",  # "string" or "bool"
+        no_opt: str | None = None,
+        help: str = "",
+        hidden: bool = False,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.no_opt = no_opt
+        self.help = help
+        self.hidden = hidden
+
+    def _key(self) -> tuple[str, str, str | None, str, bool]:
+        return (self.name, self.kind, self.no_opt, self.help, self.hidden)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Flag) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Flag({self.name!r}, {self.kind!r})"
 
     @property
     def is_bool(self) -> bool:
@@ -56,21 +78,41 @@ def parse_bool(flag: str, value: str) -> bool:
     )
 
 
-@dataclass(frozen=True)
 class FlagEvent:
-    flag: Flag
-    value: str
+    __slots__ = ("flag", "value")
+
+    def __init__(self, flag: Flag, value: str) -> None:
+        self.flag = flag
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, FlagEvent) and self.flag == other.flag and self.value == other.value
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.flag, self.value))
+
+    def __repr__(self) -> str:
+        return f"FlagEvent({self.flag.name!r}, {self.value!r})"
 
 
-@dataclass
 class Parsed:
     """The outcome of parsing: events in order, positionals, and what followed ``--``."""
 
-    events: list[FlagEvent] = field(default_factory=list)
-    positionals: list[str] = field(default_factory=list)
-    rest: list[str] = field(default_factory=list)
-    dashdash: bool = False
-    help: bool = False
+    def __init__(
+        self,
+        events: list[FlagEvent] | None = None,
+        positionals: list[str] | None = None,
+        rest: list[str] | None = None,
+        dashdash: bool = False,
+        help: bool = False,
+    ) -> None:
+        self.events = [] if events is None else events
+        self.positionals = [] if positionals is None else positionals
+        self.rest = [] if rest is None else rest
+        self.dashdash = dashdash
+        self.help = help
 
     def last(self, name: str, default: str | None = None) -> str | None:
         value = default

@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs rkt-sim start-up time: only the type checker imports it
+if TYPE_CHECKING:
+    from typing import Any
 
 _GO_ESCAPES: tuple[tuple[str, str], ...] = (
     ("<", "\\u003c"),
@@ -67,7 +70,8 @@ _UNITS_NS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+# Compiled on first use (re caches it), not at import.
+_DURATION_PART = r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)"
 
 
 def parse_duration(text: str) -> int:
@@ -84,7 +88,7 @@ def parse_duration(text: str) -> int:
     total = 0.0
     pos = 0
     while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
+        match = re.compile(_DURATION_PART).match(text, pos)
         if match is None or match.group(1) in ("", "."):
             if match is None and re.match(r"[0-9.]+$", text[pos:]):
                 raise ValueError(f"time: missing unit in duration {_quote(original)}")

@@ -1,7 +1,10 @@
 """The ``rkt-sim`` entry point: find the subcommand, parse flags, apply faults, dispatch.
 
 Command modules are imported lazily so that the frequent, cheap calls (``status``,
-``list``) do not pay for the heavy ones (tar handling, process supervision).
+``list``) do not pay for the heavy ones (tar handling, process supervision). The modules on
+the path of every call (this one, ``context``, ``flags``, ``faults``, ``errors``) import
+neither ``typing`` nor ``dataclasses`` nor ``traceback``: with the interpreter's start-up
+they were most of the CPU an invocation cost (``bench/simcost.py`` measures it).
 """
 
 from __future__ import annotations
@@ -10,25 +13,36 @@ import contextlib
 import importlib
 import os
 import sys
-import traceback
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from rkt_sim import faults
 from rkt_sim.context import Context
 from rkt_sim.errors import FlagError, SimError
 from rkt_sim.flags import GLOBAL_FLAGS, GLOBAL_NAMES, FlagSet, Parsed
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
-@dataclass(frozen=True)
+
 class Spec:
-    module: str
-    function: str
-    flags: str  # attribute holding the FlagSet, or "" when ``parser`` parses the args
-    usage: str
-    interspersed: bool = True
-    parser: str = ""  # a function returning an object with ``events`` (prepare, fetch)
+    __slots__ = ("flags", "function", "interspersed", "module", "parser", "usage")
+
+    def __init__(
+        self,
+        module: str,
+        function: str,
+        flags: str,  # attribute holding the FlagSet, or "" when ``parser`` parses the args
+        usage: str,
+        interspersed: bool = True,
+        parser: str = "",  # a function returning an object with ``events`` (prepare, fetch)
+    ) -> None:
+        self.module = module
+        self.function = function
+        self.flags = flags
+        self.usage = usage
+        self.interspersed = interspersed
+        self.parser = parser
 
 
 _S = "rkt_sim."
@@ -234,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 254
     except Exception as exc:  # noqa: BLE001 - a CLI ends with rkt's generic code, not a traceback
         if "--debug" in args:
+            import traceback  # only on a crash: it costs ~8 ms to import
+
             traceback.print_exc()
         sys.stderr.write(f"{_command_name(args)}: internal error: {exc}\n")
         code = 254

@@ -13,14 +13,15 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rkt_sim.errors import SimError
+
+TYPE_CHECKING = False  # typing costs rkt-sim start-up time: only the type checker imports it
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 KINDS = ("embryo", "prepare", "prepared", "run", "exited-garbage", "garbage")
 RESOLVABLE = ("prepare", "prepared", "run", "exited-garbage")
@@ -63,11 +64,26 @@ def is_locked(path: Path) -> bool:
         os.close(fd)
 
 
-@dataclass
 class Pod:
-    uuid: str
-    kind: str
-    path: Path
+    __slots__ = ("kind", "path", "uuid")
+
+    def __init__(self, uuid: str, kind: str, path: Path) -> None:
+        self.uuid = uuid
+        self.kind = kind
+        self.path = path
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pod) and (self.uuid, self.kind, self.path) == (
+            other.uuid,
+            other.kind,
+            other.path,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.uuid, self.kind, self.path))
+
+    def __repr__(self) -> str:
+        return f"Pod({self.uuid!r}, {self.kind!r}, {self.path!r})"
 
     @property
     def state(self) -> str:
@@ -220,6 +236,8 @@ def lock_for_delete(path: Path, attempts: int = 20) -> int | None:
 def delete_tree(path: Path) -> None:
     """Remove a pod directory, unmounting anything a crashed run left mounted below it."""
     _unmount_below(path)
+    import shutil  # only rm and gc remove trees
+
     shutil.rmtree(path, ignore_errors=True)
 
 

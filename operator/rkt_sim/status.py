@@ -7,10 +7,12 @@ in a running pod. ``finished_at`` exists only once gc marked the pod.
 
 from __future__ import annotations
 
-from typing import Any
-
 from rkt_sim.gofmt import ZERO_TIME, format_time
 from rkt_sim.pods import Pod
+
+TYPE_CHECKING = False  # typing costs rkt-sim start-up time: only the type checker imports it
+if TYPE_CHECKING:
+    from typing import Any
 
 _APP_STATE = {
     "embryo": "unknown",

@@ -14,7 +14,7 @@ no task at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(helm: Helm, control_plane: ControlPlane, namespace: str) -> Cluster:
+def cluster(helm: Helm, control_plane: ControlPlane, namespace: str) -> Iterator[Cluster]:
     release = unique_name("conf", max_length=20)
     helm(
         "install", release, str(CHART), "--namespace", namespace,
@@ -55,7 +55,9 @@ def cluster(helm: Helm, control_plane: ControlPlane, namespace: str) -> Cluster:
                                         "metadata": {"name": node}}))  # fmt: skip
     for node in (node_a, node_b):
         control_plane.apply(json.dumps(_task(f"task-{node}", node)), namespace=namespace)
-    return Cluster(namespace, account, node_a, node_b)
+    yield Cluster(namespace, account, node_a, node_b)
+    # Nodes are cluster-wide: left behind, they would count in other tiers' scheduling.
+    control_plane.kubectl("delete", "node", node_a, node_b, "--wait=false", check=False)
 
 
 def _task(name: str, node: str) -> dict[str, object]:

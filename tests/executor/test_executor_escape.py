@@ -155,9 +155,7 @@ def _remove_cgroups(relative: str) -> None:
         hostns.remove_tree(hierarchy.root / relative)
 
 
-def _real_settings(pytestconfig: pytest.Config, tmp_path: Path, **overrides: object) -> Settings:
-    binary = shutil.which(str(pytestconfig.getoption("--rkt-path")))
-    assert binary, "--with-rkt needs rkt on PATH or --rkt-path"
+def _real_settings(binary: str, tmp_path: Path, **overrides: object) -> Settings:
     # Host setup of a node without systemd as PID 1: the nspawn wrapper in its own directory,
     # named by extra_path (agent.extraPath in the chart).
     wrapper_dir = tmp_path / "nspawn"
@@ -317,11 +315,12 @@ async def test_without_the_escape_the_container_kill_ends_the_pod(
 
 
 @pytest.mark.rkt
+@pytest.mark.usefixtures("host_left_clean")
 async def test_real_rkt_pod_outlives_a_killed_container(
-    pytestconfig: pytest.Config, container: Container, tmp_path: Path, images: dict[str, Path]
+    real_rkt: str, container: Container, tmp_path: Path, images: dict[str, Path]
 ) -> None:
     settings = _real_settings(
-        pytestconfig,
+        real_rkt,
         tmp_path,
         host_launch="auto",
         host_namespaces_pid=HOST_PID,

@@ -176,14 +176,17 @@ def test_taints_readiness_and_the_rkt_label_filter_then_changes_are_retried(
     node("evicting", taints=[{"key": "maintenance", "value": "", "effect": "NoExecute"}])
     start_binder()
     apply_all(kubectl, namespace, [unbound_task("picky", run)])
+    # The taints are this test's own, so their counts are exact; Nodes left by other tiers
+    # of the shared control plane may also be not ready or lack the label, so those reasons
+    # are matched without their count.
     obj = _wait_unschedulable(
         kubectl,
         namespace,
         "picky",
         "1 node(s) had untolerated taint {dedicated: gpu}",
         "1 node(s) had untolerated taint {maintenance: }",
-        "1 node(s) were not ready",
-        "1 node(s) had no usable rkt agent (label rktoperator.io/rkt is not true)",
+        " node(s) were not ready",
+        " node(s) had no usable rkt agent (label rktoperator.io/rkt is not true)",
     )
     assert obj["status"]["phase"] == "Pending"
     conditions = {c["type"]: (c["status"], c["reason"]) for c in obj["status"]["conditions"]}
@@ -206,7 +209,7 @@ def test_taints_readiness_and_the_rkt_label_filter_then_changes_are_retried(
 
     # A node changes: the sick node becomes Ready and takes the next task.
     apply_all(kubectl, namespace, [unbound_task("second", run)])
-    _wait_unschedulable(kubectl, namespace, "second", "1 node(s) were not ready")
+    _wait_unschedulable(kubectl, namespace, "second", " node(s) were not ready")
     set_node_status(kubectl, sick, ready=True)
     assert _wait_bound(kubectl, namespace, ["second"]) == {"second": sick}
     assert scheduled(_get(kubectl, namespace, "second"))["status"] == "True"

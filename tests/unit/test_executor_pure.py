@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from rkt_operator.executor import discovery, files, launcher, service
 from rkt_operator.rkt.cli import go_duration, redact
-from rkt_operator.rkt.types import TaskIdentity
+from rkt_operator.rkt.types import PodObservation, TaskIdentity
 
 IDENTITY = TaskIdentity(namespace="default", name="web", uid="0f6c2a5e-1b3d", generation=3)
 
@@ -131,3 +131,32 @@ def test_lock_file_name_is_safe(tmp_path: Path) -> None:
     path = files.lock_file(tmp_path, "../../etc/passwd")
     assert path.parent == tmp_path / ".locks"
     assert "/" not in path.name
+
+
+def _pod_started(at: datetime | None) -> PodObservation:
+    return PodObservation(
+        uuid="u1", identity=IDENTITY, state="running", running=True, finished=False,
+        exit_code=None, ip=None, created_at=None, started_at=at, finished_at=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("age", "grace", "wait"),
+    [
+        pytest.param(0.5, 30.0, 2.5, id="young: the rest of the boot window"),
+        pytest.param(0.5, 2.0, 1.0, id="capped at half the grace"),
+        pytest.param(3.0, 30.0, 0.0, id="settled"),
+        pytest.param(600.0, 30.0, 0.0, id="old"),
+        pytest.param(-5.0, 4.0, 2.0, id="clock ahead: still capped"),
+    ],
+)
+def test_a_graceful_stop_lets_a_just_started_pod_settle(
+    age: float, grace: float, wait: float
+) -> None:
+    now = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
+    pod = _pod_started(now - timedelta(seconds=age))
+    assert service.Executor._settle_seconds(pod, grace, now) == pytest.approx(wait)
+
+
+def test_a_pod_without_a_start_time_is_stopped_at_once() -> None:
+    assert service.Executor._settle_seconds(_pod_started(None), 30.0) == 0.0

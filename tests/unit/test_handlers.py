@@ -74,19 +74,30 @@ def test_configure_field_selector_mode() -> None:
     assert ks.posting.reporting_component == "rkt-operator"
     assert ks.posting.reporting_instance == "node-a"
     assert ks.scanning.disabled is True
+    # The handled spec is remembered in memory: storing it patches nothing on the object.
+    storage = ks.persistence.diffbase_storage
     body = kopf.Body(
         {
-            "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x"}},
+            "metadata": {
+                "uid": "u1",
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "x",
+                    "rktoperator.io/last-handled-configuration": "{}",  # an older agent's
+                },
+            },
             "spec": {"image": "a"},
         }
     )
     patch = kopf.Patch()
-    ks.persistence.diffbase_storage.store(
-        body=body, patch=patch, essence=ks.persistence.diffbase_storage.build(body=body)
-    )
-    keys = list(patch["metadata"]["annotations"])
-    assert "rktoperator.io/last-handled-configuration" in keys
-    assert all(key.startswith("rktoperator.io/") for key in keys)
+    storage.store(body=body, patch=patch, essence=storage.build(body=body))
+    assert not patch
+    assert storage.fetch(body=body) == {"spec": {"image": "a"}}
+    # The same instance serves every kopf run of the process (configure runs per run).
+    kopfapp.configure(ks, SETTINGS)
+    assert ks.persistence.diffbase_storage is storage
+    assert isinstance(storage, handlers.MemoryDiffBase)
+    storage.forget("u1")
+    assert storage.fetch(body=body) is None
 
 
 def test_configure_label_mode_and_namespace_globs() -> None:
@@ -102,14 +113,12 @@ def test_configure_label_mode_and_namespace_globs() -> None:
 
 
 def test_caught_up_follows_the_diff_base() -> None:
-    storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="rktoperator.io", key="last-handled-configuration"
-    )
-    raw: Any = {"metadata": {"name": "x"}, "spec": {"image": "a"}}
+    storage = handlers.MemoryDiffBase(prefix="rktoperator.io")
+    raw: Any = {"metadata": {"name": "x", "uid": "u1"}, "spec": {"image": "a"}}
     assert not handlers.caught_up(kopf.Body(raw), storage)  # never handled
     patch = kopf.Patch()
     storage.store(body=kopf.Body(raw), patch=patch, essence=storage.build(body=kopf.Body(raw)))
-    handled: Any = {**raw, "metadata": {"name": "x", **patch["metadata"]}}
+    handled: Any = {**raw, "status": {"phase": "Running"}}
     assert handlers.caught_up(kopf.Body(handled), storage)
     changed: Any = {**handled, "spec": {"image": "b"}}
     assert not handlers.caught_up(kopf.Body(changed), storage)
@@ -169,3 +178,27 @@ def test_cli_fingerprint_prints_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert result["detected"] is (os.geteuid() == 0) or result["detected"] is True
     assert code == (0 if result["healthy"] else 1)
     assert result["labels"]["rktoperator.io/rkt"] == ("true" if result["healthy"] else "false")
+
+
+def test_progress_of_a_handled_change_leaves_nothing_to_write() -> None:
+    """kopf stores then purges a handler's progress in one cycle: nothing is left in the
+    patch (no marker annotation), so a handled change costs no write of kopf's own."""
+    storage = handlers.UnmarkedProgress(prefix="rktoperator.io")
+    body = kopf.Body({"metadata": {"name": "x", "uid": "u1"}, "spec": {"image": "a"}})
+    patch = kopf.Patch()
+    record: Any = {"started": "2026-01-01T00:00:00", "success": True}
+    storage.store(key=kopf.HandlerId("create"), record=record, body=body, patch=patch)
+    assert "rktoperator.io/create" in patch["metadata"]["annotations"]
+    assert "rktoperator.io/kopf-managed" not in patch["metadata"]["annotations"]
+    storage.purge(key=kopf.HandlerId("create"), body=body, patch=patch)
+    assert not patch.get("metadata", {}).get("annotations")
+    # The agent's diff-base leaves its own annotations out of the essence.
+    diffbase = handlers.MemoryDiffBase(prefix="rktoperator.io")
+    annotated: Any = {
+        "metadata": {"uid": "u1", "annotations": {"rktoperator.io/create": "{}", "team": "a"}},
+        "spec": {"image": "a"},
+    }
+    assert diffbase.build(body=kopf.Body(annotated)) == {
+        "metadata": {"annotations": {"team": "a"}},
+        "spec": {"image": "a"},
+    }

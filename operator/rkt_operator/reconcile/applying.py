@@ -63,6 +63,9 @@ class Applier:
     ) -> tuple[taskstate.Applied, Mapping[str, Any]]:
         """Carry out the decision's actions in order; returns what was done and the status
         now in force (a start writes the UUID between prepare and launch)."""
+        if any(isinstance(action, plan.StopPod) for action in decision.actions):
+            # Stopping may take the kill timeout: acknowledge the generation first.
+            await self.status.flush(task, out)
         removed = await self._remove(decision, spec, out, logger)
         stopped = None
         for action in decision.actions:
@@ -180,6 +183,10 @@ class Applier:
                 message = f"{exited}starting the pod again (restart {decision.restarts})"
                 out.events.append(Event("Normal", "Restarting", message))
 
+        if self._starts.locked():
+            # Queued behind other starts: show the acknowledgement now, not only once a slot
+            # is free (uncontended, it rides along with the UUID's write).
+            await self.status.flush(task, out)
         async with self._starts:
             try:
                 started = await self.executor.ensure_started(
