@@ -83,7 +83,9 @@ def test_exit_while_the_agent_is_down_is_reported_after_restart(
     assert len(pods(sim_node)) == 1  # reported, not restarted (restartPolicy Never)
 
 
-@pytest.mark.parametrize("command", ["prepare", "run-prepared"])
+# prepare: before the pod exists for rkt list; run-prepared: launched, not yet running;
+# status: running, while the agent discovers its network, before any status names the pod.
+@pytest.mark.parametrize("command", ["prepare", "run-prepared", "status"])
 def test_agent_killed_mid_start_restarts_without_duplicates(
     kubectl: Kubectl,
     namespace: str,

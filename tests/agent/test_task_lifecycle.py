@@ -76,8 +76,11 @@ def test_service_task_becomes_ready_with_uuid_ip_and_ports(
     reasons = [reason for reason, _ in story]
     assert "Starting" in reasons
     assert "PodRunning" in reasons
-    # The UUID was recorded (phase Preparing) between rkt prepare and the launch.
-    assert ("Starting", f"launching pod {status['uuid']}") in story
+    # Two status writes tell the story: accepted at first sight, then running (no write
+    # between rkt prepare and the launch: the pod carries the task's identity).
+    assert story.count(("Starting", "accepted by the node agent")) == 1
+    assert ("PodRunning", f"pod {status['uuid']} is running at {status['ip']}") in story
+    assert len(story) == 2, story
 
 
 def test_batch_task_succeeds_with_exit_code_0(
@@ -316,7 +319,7 @@ def test_few_api_writes_from_apply_to_running(
     wait_resyncs(agent, namespace, "count", 3)  # idle resyncs must not write
     after = rkttask_writes(control_plane.metrics())
     patches = after.get("PATCH", 0) - before.get("PATCH", 0)
-    # finalizer, Preparing with the UUID (carrying the acknowledgement of the generation),
-    # Running status; kopf keeps its diff-base in the agent's memory (no annotation)
+    # finalizer, Reconciling (first sight), Running with the pod's UUID and IP; kopf keeps
+    # its diff-base in the agent's memory (no annotation)
     assert patches <= 3, (before, after)
     assert after.get("PUT", 0) == before.get("PUT", 0)

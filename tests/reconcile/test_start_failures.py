@@ -234,14 +234,14 @@ async def test_a_restart_prepared_by_an_agent_that_died_before_recording_it_is_c
 
     real_patch = api.patch_task_status
 
-    async def dies_at_the_preparing_write(namespace: str, name: str, patch: Any) -> Any:
-        if patch.get("phase") == "Preparing":
+    async def dies_at_the_write_naming_the_new_pod(namespace: str, name: str, patch: Any) -> Any:
+        if patch.get("uuid") not in (None, old):
             raise ApiDown("connection refused")
         return await real_patch(namespace, name, patch)
 
-    api.patch_task_status = dies_at_the_preparing_write  # type: ignore[method-assign]
+    api.patch_task_status = dies_at_the_write_naming_the_new_pod  # type: ignore[method-assign]
     with pytest.raises(ApiDown):
-        await loop.reconcile(api.get("web"))  # old pod removed, new one prepared, not recorded
+        await loop.reconcile(api.get("web"))  # old pod removed, new one started, not recorded
     api.patch_task_status = real_patch  # type: ignore[method-assign]
     status = api.get("web")["status"]
     assert (status["uuid"], status["restarts"]) == (old, 2)  # what the crash left

@@ -126,14 +126,14 @@ async def test_a_restart_the_status_never_recorded_is_counted_from_the_real_pod(
     loop.pods.invalidate()
     real_patch = api.patch_task_status
 
-    async def down_at_the_preparing_write(namespace: str, name: str, patch: Any) -> Any:
-        if patch.get("phase") == "Preparing":
+    async def down_at_the_write_naming_the_new_pod(namespace: str, name: str, patch: Any) -> Any:
+        if patch.get("uuid") not in (None, old):
             raise ConnectionRefusedError("kube-apiserver is restarting")
         return await real_patch(namespace, name, patch)
 
-    api.patch_task_status = down_at_the_preparing_write  # type: ignore[method-assign]
+    api.patch_task_status = down_at_the_write_naming_the_new_pod  # type: ignore[method-assign]
     with pytest.raises(ConnectionRefusedError):
-        await loop.reconcile(api.get("web"))  # old pod removed, new one prepared
+        await loop.reconcile(api.get("web"))  # old pod removed, new one started, not recorded
     api.patch_task_status = real_patch  # type: ignore[method-assign]
     assert api.get("web")["status"]["restarts"] == 0
 

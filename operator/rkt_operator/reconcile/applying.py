@@ -3,7 +3,8 @@
 ``Applier.apply`` carries out a ``plan.Decision``'s actions in order: stop and remove the
 pods that must go, stop a pod whose liveness probe failed (keeping it, to show its exit),
 then start or adopt the task's pod (resolve env, build the launch plan, ``rkt prepare``,
-record the UUID in status before the launch, launch, discover). It returns what it did as a
+launch, discover; the pod is found again by the identity it carries, so no status is written
+in between). It returns what it did as a
 ``taskstate.Applied`` value and the status now in force; it decides nothing itself.
 """
 
@@ -18,7 +19,6 @@ from rkt_operator import envrefs
 from rkt_operator.executor.service import Executor
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.reconcile import plan, taskstate
-from rkt_operator.reconcile import status as c
 from rkt_operator.reconcile.podcache import PodCache
 from rkt_operator.reconcile.probeplan import Verdict
 from rkt_operator.reconcile.prober import Prober
@@ -62,10 +62,7 @@ class Applier:
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> tuple[taskstate.Applied, Mapping[str, Any]]:
         """Carry out the decision's actions in order; returns what was done and the status
-        now in force (a start writes the UUID between prepare and launch)."""
-        if any(isinstance(action, plan.StopPod) for action in decision.actions):
-            # Stopping may take the kill timeout: acknowledge the generation first.
-            await self.status.flush(task, out)
+        now in force."""
         removed = await self._remove(decision, spec, out, logger)
         stopped = None
         for action in decision.actions:
@@ -150,8 +147,7 @@ class Applier:
         *,
         listed: list[PodObservation] | None = None,
     ) -> tuple[PodObservation, Mapping[str, Any]]:
-        """Start the pod; the UUID is written to status (phase Preparing) between
-        ``rkt prepare`` and the launch. Returns the pod and the status now in force.
+        """Start the pod. Returns the pod and the status now in force.
         ``listed``: the task's pods as the decision saw them, when still current (the
         executor then needs no ``rkt list`` of its own)."""
         env = await envrefs.resolve_env(spec.env, task.body, source=self.api)
@@ -163,36 +159,27 @@ class Applier:
             spec, settings=self.settings, identity=identity, dirs=dirs, env=env, stamp=stamp
         )
         logger.info("starting pod generation=%s reason=%s", identity.generation, start.reason)
-        current = status
-        # The exit is named in the event too: when it is seen only after its back-off has
-        # already run out, no CrashLoopBackOff status is written in between.
-        exited = (
-            f"the pod exited with code {decision.exit_code}; "
-            if start.restart and decision.exit_code is not None
-            else ""
-        )
-
-        async def record_uuid(uuid: str) -> None:
-            nonlocal current
-            counted = taskstate.facts_from_status(current).restarts
-            # A new pod: nothing of the previous pod (IP, exit code, times) applies to it.
-            facts = c.PodFacts(uuid=uuid, restarts=decision.restarts)
-            current = await self.status.write(task, current, c.preparing(uuid), facts, out)
-            if decision.restarts > counted:
-                # Once the pod exists: a restart whose start fails is not one yet.
-                message = f"{exited}starting the pod again (restart {decision.restarts})"
-                out.events.append(Event("Normal", "Restarting", message))
-
-        if self._starts.locked():
-            # Queued behind other starts: show the acknowledgement now, not only once a slot
-            # is free (uncontended, it rides along with the UUID's write).
-            await self.status.flush(task, out)
+        # No status write between prepare and launch: the pod carries the task's identity
+        # (uid, generation) in its rkt annotations, and the executor's start lock, start
+        # marker and adoption find a prepared or launched pod again after an agent crash
+        # (tests/agent/test_restarts.py kills the agent in prepare, run-prepared and status).
+        # The pass's one write after the start names the pod; the restart count it carries
+        # is stamped on the pod too (``stamp``), so a crash before that write loses nothing.
         async with self._starts:
             try:
-                started = await self.executor.ensure_started(
-                    launch, on_prepared=record_uuid, listed=listed
-                )
+                started = await self.executor.ensure_started(launch, listed=listed)
             finally:
                 self.pods.invalidate()
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
-        return started, current
+        if decision.restarts > taskstate.facts_from_status(status).restarts:
+            # Once the pod exists: a restart whose start failed is not one yet. The exit is
+            # named too: when it is seen only after its back-off has already run out, no
+            # CrashLoopBackOff status is written in between.
+            exited = (
+                f"the pod exited with code {decision.exit_code}; "
+                if start.restart and decision.exit_code is not None
+                else ""
+            )
+            message = f"{exited}starting the pod again (restart {decision.restarts})"
+            out.events.append(Event("Normal", "Restarting", message))
+        return started, status

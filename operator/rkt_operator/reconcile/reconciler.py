@@ -9,15 +9,13 @@ to kopf's retry semantics. This module does not import kopf; events to post are 
 
 One pass goes down the layers and back once; the numbered steps in ``_reconcile``:
 
-1. acknowledge a new generation (Reconciling, observedGeneration): built at once but sent
-   with the pass's next write (the UUID before the launch, or the outcome), so that a start
-   costs one status write less; it goes alone when the start must wait for a start slot;
+1. acknowledge a new generation (the first status write: Reconciling, observedGeneration);
 2. observe once (``taskstate.Observed``): the status, the task's pods from the shared
    ``rkt list`` (a pod missing from it that the status names is asked about before it may
    be called lost), the probes' liveness verdicts;
 3. decide once (``plan.decide``: a ``Decision`` value);
 4. apply it through the executor (stop, remove, stop an unhealthy pod, start: resolve env,
-   prepare, record the UUID, launch, discover), giving a ``taskstate.Applied`` value;
+   prepare, launch, discover), giving a ``taskstate.Applied`` value;
 5. report from the decision and what was applied (``taskstate.reported`` and ``describe``),
    never by deciding again: a started pod that is not running yet is looked at next pass.
 
@@ -99,11 +97,6 @@ class Reconciler:
                 await self._reconcile(task, status, out, logger, live_update=live_update)
             except errors.RktTaskError as exc:
                 await self._report_error(task, self.status.freshest(task), exc, out, logger)
-            except BaseException:
-                self.status.drop_deferred(task)  # the next pass acknowledges again
-                raise
-            # An acknowledgement that no write of this pass carried goes on its own.
-            await self.status.flush(task, out)
         return out
 
     async def probe(
@@ -182,8 +175,7 @@ class Reconciler:
             logger.debug("task is bound to node %s, not this one", spec.node_name)
             return
 
-        # 1. Acknowledge a new generation: Reconciling=True, observedGeneration (deferred to
-        # the pass's next write, see the module docstring).
+        # 1. Acknowledge a new generation at once: Reconciling=True, observedGeneration.
         if c.needs_first_write(status, generation) and not live_update:
             replacing = status.get("observedGeneration") is not None
             self._steps[task.uid] = 0
@@ -192,7 +184,7 @@ class Reconciler:
                 "spec changed: replacing the pod" if replacing else "accepted by the node agent",
                 replacing=replacing,
             )
-            status = self.status.defer(task, status, summary, facts)
+            status = await self.status.write(task, status, summary, facts, out)
 
         # 2. Observe once: the status (read above), the task's pods, the probes' verdicts.
         seen = await self._observe(task, spec, status, live_update=live_update)

@@ -5,10 +5,6 @@ against the API model, sends the merge patch of what differs (nothing at all whe
 differs) and queues an event when the phase, reason or message changed. The status returned
 by the API server is kept per task with its resourceVersion: ``freshest`` prefers it over
 the status of an object handed in by a watch that has not caught up with our own PATCH yet.
-
-``StatusWriter.defer`` builds a status without sending it (a new generation's
-acknowledgement): the next ``write`` of the same pass sends both in one PATCH, its diff taken
-against the status on the server, and ``flush`` sends it alone if no write followed.
 """
 
 from __future__ import annotations
@@ -59,46 +55,9 @@ class StatusWriter:
         self.node_name = node_name
         self.now = clock
         self._written: dict[str, tuple[int, Mapping[str, Any]]] = {}
-        # uid -> (the status on the server, the deferred status built on it, its summary)
-        self._deferred: dict[str, tuple[Mapping[str, Any], Mapping[str, Any], c.Summary]] = {}
 
     def forget(self, uid: str) -> None:
         self._written.pop(uid, None)
-        self._deferred.pop(uid, None)
-
-    def defer(
-        self, task: Task, current: Mapping[str, Any], summary: c.Summary, facts: c.PodFacts
-    ) -> Mapping[str, Any]:
-        """The status for ``summary``, not written yet: the next ``write`` for the task (or
-        ``flush``) sends it along. Returns it, as the status in force for the rest of the
-        pass. The caller holds the task's lock until it has flushed."""
-        desired = c.build_status(
-            summary,
-            facts,
-            previous=current,
-            generation=task.generation,
-            now=self.now(),
-            node_name=self.node_name,
-        )
-        c.validate(desired)
-        if not c.status_patch(current, desired):
-            return current
-        server = self._deferred[task.uid][0] if task.uid in self._deferred else current
-        self._deferred[task.uid] = (server, desired, summary)
-        return desired
-
-    async def flush(self, task: Task, out: Outcome) -> None:
-        """Send a deferred status that no write has carried yet."""
-        pending = self._deferred.pop(task.uid, None)
-        if pending is None:
-            return
-        server, desired, summary = pending
-        await self._send(task, server, desired, summary, out)
-
-    def drop_deferred(self, task: Task) -> None:
-        """Forget a deferred status (the pass failed before it could be sent: the next pass
-        builds it again)."""
-        self._deferred.pop(task.uid, None)
 
     def freshest(self, task: Task) -> Mapping[str, Any]:
         """The object's status, or the one we wrote last if the object we were handed is
@@ -138,22 +97,6 @@ class StatusWriter:
             node_name=self.node_name,
         )
         c.validate(desired)
-        deferred = self._deferred.pop(task.uid, None)
-        if deferred is not None:
-            # The deferred status rides along: diff against what the server holds.
-            current = deferred[0]
-        return await self._send(task, current, desired, summary, out)
-
-    async def _send(
-        self,
-        task: Task,
-        current: Mapping[str, Any],
-        desired: Mapping[str, Any],
-        summary: c.Summary,
-        out: Outcome,
-    ) -> Mapping[str, Any]:
-        """PATCH what differs between ``current`` (the server's) and ``desired``; queue an
-        event when the phase, reason or message changed."""
         patch = c.status_patch(current, desired)
         if not patch:
             return current
