@@ -104,6 +104,10 @@ manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(PY) -m rkt_devkit.render_manifests --helm "$$KUBEBUILDER_ASSETS/helm"
 
+.PHONY: krew
+krew: $(STAMP) ## Build the krew archive of kubectl rkt (dist/) and its manifest krew/rkt.yaml
+	$(PY) -m rkt_devkit.krew
+
 .PHONY: demo
 demo: system-deps $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running, RKT=real)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \

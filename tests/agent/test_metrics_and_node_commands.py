@@ -163,6 +163,24 @@ def test_exec_signal_and_stats_on_a_running_task(
     again = wait_task(kubectl, namespace, "app", phase_is("Running"), what="still Running")
     assert again["status"]["uuid"] == uuid
 
+    # What kubectl rkt describe shows of the node: the task's pods as rkt reports them.
+    pods = node_command(sim_node, "pods", ref, f"--uid={obj['metadata']['uid']}")
+    assert pods.returncode == 0, pods.stderr
+    [pod] = json.loads(pods.stdout)
+    assert (pod["uuid"], pod["state"], pod["uid"]) == (uuid, "running", obj["metadata"]["uid"])
+    assert pod["generation"] == obj["metadata"]["generation"]
+    assert pod["startedAt"]
+    assert pod["createdAt"]
+    # --uid (kubectl rkt passes the uid it read): another object of that name is refused.
+    other = "99999999-9999-4999-8999-999999999999"
+    for command in (["stats", ref], ["signal", ref, "HUP"], ["exec", ref, "--", "true"]):
+        refused = node_command(sim_node, command[0], f"--uid={other}", *command[1:])
+        assert refused.returncode == 1, refused.stderr
+        assert f"no running pod of task {ref} (uid {other}) on this node" in refused.stderr
+    assert json.loads(node_command(sim_node, "pods", ref, f"--uid={other}").stdout) == []
+    mine = node_command(sim_node, "stats", ref, f"--uid={obj['metadata']['uid']}")
+    assert json.loads(mine.stdout)["uuid"] == uuid
+
 
 def test_node_commands_report_a_missing_task_and_bad_arguments(sim_node: SimNode) -> None:
     missing = node_command(sim_node, "stats", "default/nothing-here")
