@@ -132,6 +132,12 @@ bench: system-deps $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running vs sa
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && $(if $(REAL_RKT),$(RKT_FIND)) \
 	  $(PY) bench/bench_agent.py $(if $(N),--tasks $(N)) $(if $(REAL_RKT),--rkt "$$rktdir/rkt") $(if $(SCALE),--scale)
 
+.PHONY: chaos
+chaos: system-deps $(STAMP) ## Chaos: N tasks (N=100) under agent SIGKILLs, an apiserver restart, rkt faults and killed apps (SEED=)
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
+	  $(PY) -m pytest tests/agent/test_chaos.py -s --timeout=3600 --chaos-tasks=$(or $(N),100) \
+	    $(if $(SEED),--chaos-seed=$(SEED)) --chaos-report=chaos-report.json
+
 .PHONY: clean
 clean: ## Remove the virtualenv and caches (not the control-plane binary cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

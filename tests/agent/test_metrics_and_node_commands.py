@@ -90,8 +90,9 @@ def test_metrics_endpoint_has_the_running_tasks_cpu_and_rss(
         kubectl,
         namespace,
         "broken",
-        lambda o: condition(o, "Stalled").get("status") == "True",
-        what="Stalled",
+        # a prepare refused by rkt is retried with the back-off (the image may arrive)
+        lambda o: condition(o, "Reconciling").get("reason") == "PrepareFailed",
+        what="the prepare failure reported",
     )
     labels = (("name", "web"), ("namespace", namespace), ("uuid", web["status"]["uuid"]))
 
