@@ -104,6 +104,10 @@ manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(PY) -m rkt_devkit.render_manifests --helm "$$KUBEBUILDER_ASSETS/helm"
 
+.PHONY: krew
+krew: $(STAMP) ## Build the krew archive of kubectl rkt (dist/) and its manifest krew/rkt.yaml
+	$(PY) -m rkt_devkit.krew
+
 .PHONY: demo
 demo: system-deps $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running, RKT=real)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
@@ -127,6 +131,12 @@ RKT_FIND = rktdir=$$(bash .ci/rkt.sh | tail -n1) && rktdir=$${rktdir\#RKT_DIR=} 
 bench: system-deps $(STAMP) ## Benchmark: N tasks (N=200) apply-to-Running vs same-rkt-work and kopf floors (RKT=real, SCALE=1)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && $(if $(REAL_RKT),$(RKT_FIND)) \
 	  $(PY) bench/bench_agent.py $(if $(N),--tasks $(N)) $(if $(REAL_RKT),--rkt "$$rktdir/rkt") $(if $(SCALE),--scale)
+
+.PHONY: chaos
+chaos: system-deps $(STAMP) ## Chaos: N tasks (N=100) under agent SIGKILLs, an apiserver restart, rkt faults and killed apps (SEED=)
+	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
+	  $(PY) -m pytest tests/agent/test_chaos.py -s --timeout=3600 --chaos-tasks=$(or $(N),100) \
+	    $(if $(SEED),--chaos-seed=$(SEED)) --chaos-report=chaos-report.json
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches (not the control-plane binary cache)

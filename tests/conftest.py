@@ -26,6 +26,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="require the real-rkt tiers (fail instead of skipping when rkt is missing)",
     )
     parser.addoption(
+        "--chaos-tasks", default="6", help="tasks in the chaos test (make chaos N=100)"
+    )
+    parser.addoption("--chaos-seed", default=None, help="the chaos test's random seed")
+    parser.addoption(
+        "--chaos-report", default=None, help="where the chaos test writes its figures (JSON)"
+    )
+    parser.addoption(
         "--rkt-path",
         default=None,
         help="the real rkt binary (default: $RKT_DIR/rkt from make test)",

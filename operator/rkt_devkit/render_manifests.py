@@ -28,9 +28,13 @@ CRD_FILE = "rkttasks.rktoperator.io.yaml"
 
 # kubectl applies a folder in file-name order: the Namespace before what lives in it, the
 # CRD before anything that might use it, RBAC before the workload that needs it.
+# Roles come last only so that the older files kept their numbers (a Role needs only its
+# Namespace, applied first).
 ORDER = ("Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
          "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
-         "DaemonSet")  # fmt: skip
+         "DaemonSet", "Role")  # fmt: skip
+# Kinds the chart renders several objects of by default (the agent's and kubectl rkt's).
+SEVERAL = ("ClusterRole", "Role")
 
 HEADER = (
     "# Generated from helm/rkt-operator by `make manifests` (release {release}, namespace "
@@ -41,6 +45,7 @@ _HELM_ONLY_LINE = re.compile(
     r"^(# Source: .*|\s+helm\.sh/chart: .*|\s+app\.kubernetes\.io/managed-by: Helm)$"
 )
 _KIND = re.compile(r"^kind: (\S+)$", re.MULTILINE)
+_NAME = re.compile(r"^metadata:\n(?:  .*\n)*?  name: (\S+)$", re.MULTILINE)
 
 
 class RenderError(RuntimeError):
@@ -67,7 +72,8 @@ def helm_template(helm: Path, chart: Path) -> str:
 
 
 def split_documents(text: str) -> dict[str, str]:
-    """The rendered objects by kind, Helm-only lines removed; one object per kind expected."""
+    """The rendered objects by file name, Helm-only lines removed: one object per kind, or
+    for the kinds in ``SEVERAL`` one per name."""
     objects: dict[str, str] = {}
     for raw in re.split(r"^---\s*$", text, flags=re.MULTILINE):
         lines = [line for line in raw.splitlines() if not _HELM_ONLY_LINE.match(line)]
@@ -78,17 +84,24 @@ def split_documents(text: str) -> dict[str, str]:
         if len(kinds) != 1:
             raise RenderError(f"expected one top-level kind per document, got {kinds}:\n{body}")
         kind = kinds[0]
-        if kind not in ORDER or kind in objects:
-            raise RenderError(f"unexpected or repeated {kind} in the chart's output")
-        objects[kind] = body + "\n"
+        named = _NAME.search(body + "\n")
+        if kind not in ORDER or named is None:
+            raise RenderError(f"unexpected {kind} in the chart's output")
+        name = file_name(kind, named[1] if kind in SEVERAL else RELEASE)
+        if name in objects:
+            raise RenderError(f"repeated {kind} {named[1]} in the chart's output")
+        objects[name] = body + "\n"
     return objects
 
 
-def file_name(kind: str) -> str:
-    """``02-serviceaccount.yaml``: the apply order, then the kind."""
+def file_name(kind: str, name: str = RELEASE) -> str:
+    """``02-serviceaccount.yaml``: the apply order, then the kind; then, for an object not
+    named after the release, its name without the release's prefix
+    (``03-clusterrole-task-viewer.yaml``)."""
     if kind == "CustomResourceDefinition":
         return f"{ORDER.index(kind):02d}-crd-{CRD_FILE}"
-    return f"{ORDER.index(kind):02d}-{kind.lower()}.yaml"
+    suffix = "" if name == RELEASE else "-" + name.removeprefix(RELEASE + "-")
+    return f"{ORDER.index(kind):02d}-{kind.lower()}{suffix}.yaml"
 
 
 def render(helm: Path, *, chart: Path, crd: Path, out: Path) -> list[Path]:
@@ -96,7 +109,8 @@ def render(helm: Path, *, chart: Path, crd: Path, out: Path) -> list[Path]:
     if not crd.is_file():
         raise RenderError(f"no CRD at {crd}: run `make crds` first")
     objects = split_documents(helm_template(helm, chart))
-    missing = [kind for kind in ORDER if kind not in objects and kind != "CustomResourceDefinition"]
+    kinds = {kind for body in objects.values() for kind in _KIND.findall(body)}
+    missing = [kind for kind in ORDER if kind not in kinds and kind != "CustomResourceDefinition"]
     if missing:
         raise RenderError(f"the chart rendered no {', '.join(missing)}")
     out.mkdir(parents=True, exist_ok=True)
@@ -104,8 +118,8 @@ def render(helm: Path, *, chart: Path, crd: Path, out: Path) -> list[Path]:
         old.unlink()
     header = HEADER.format(release=RELEASE, namespace=NAMESPACE)
     written: list[Path] = []
-    for kind, body in objects.items():
-        path = out / file_name(kind)
+    for name, body in objects.items():
+        path = out / name
         path.write_text(header + body)
         written.append(path)
     crd_path = out / file_name("CustomResourceDefinition")

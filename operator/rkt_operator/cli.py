@@ -4,10 +4,14 @@
 - ``fingerprint``: probe this node's rkt and print the result as JSON;
 - ``release-orphans``: drop the finalizer of tasks being deleted whose Node is gone
   (see ``rkt_operator.orphans``; ``--dry-run`` only lists them);
-- ``exec NAMESPACE/NAME -- CMD...``, ``signal NAMESPACE/NAME SIGNAL``, ``stats NAMESPACE/NAME``:
-  node-local commands on a task's running pod (``rkt_operator.nodecmds``), with the same
-  settings flags as ``run``; ``exec`` exits with the command's exit code;
-- ``logs NAMESPACE/NAME``: a task's pod output on this node (``executor.logcmd``);
+- ``exec NAMESPACE/NAME -- CMD...``, ``signal NAMESPACE/NAME SIGNAL``, ``stats NAMESPACE/NAME``,
+  ``pods NAMESPACE/NAME``: node-local commands on a task's running pod (or, ``pods``, on all
+  its pods) (``rkt_operator.nodecmds``), with the same settings flags as ``run``; ``exec``
+  exits with the command's exit code; ``--uid`` confines them to one object;
+- ``logs NAMESPACE/NAME``: a task's pod output on this node (``executor.logcmd``), with
+  ``--tail``, ``--follow``, ``--previous``, ``--since``, ``--stderr``, ``--uid``;
+- these node commands are what ``kubectl rkt`` (``rkt_operator.plugin``) runs in the
+  node's agent container through the API server's ``pods/exec``;
 - ``convert FILE...``: Nomad job files -> RktTask manifests (``rkt_operator.convert``);
 - ``schedule``: the binder, one per cluster (leader-elected): binds RktTasks without
   ``spec.nodeName`` to a node (``rkt_operator.binder``);
@@ -67,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("exec", help="run a command in a task's running pod on this node")
     )
     exec_.add_argument("task", metavar="NAMESPACE/NAME")
+    _uid_flag(exec_)
     exec_.add_argument("--app", default=None, help="the app to enter (pods with several apps)")
     exec_.add_argument(
         "-t",
@@ -80,11 +85,18 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("signal", help="send a signal to the apps of a task's running pod")
     )
     sig.add_argument("task", metavar="NAMESPACE/NAME")
+    _uid_flag(sig)
     sig.add_argument("signal", metavar="SIGNAL", help="HUP, SIGTERM, USR1, 10...")
     stats = settings.build_parser(
         sub.add_parser("stats", help="CPU and memory of a task's running pod, as JSON")
     )
     stats.add_argument("task", metavar="NAMESPACE/NAME")
+    _uid_flag(stats)
+    pods = settings.build_parser(
+        sub.add_parser("pods", help="the task's pods on this node as rkt reports them, as JSON")
+    )
+    pods.add_argument("task", metavar="NAMESPACE/NAME")
+    _uid_flag(pods)
     logs = settings.build_parser(
         sub.add_parser("logs", help="print the output of a task's pod on this node")
     )
@@ -92,12 +104,35 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--stderr", action="store_true", help="the pod's stderr, not its stdout")
     logs.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
     logs.add_argument("--follow", "-f", action="store_true", help="go on until the pod exits")
+    logs.add_argument(
+        "--previous",
+        "-p",
+        action="store_true",
+        help="the output of the task's pod before the newest one (after a restart)",
+    )
+    logs.add_argument(
+        "--since",
+        default=None,
+        metavar="DURATION",
+        help="only log files written to within DURATION (30s, 5m, 1h30m); lines carry no "
+        "timestamps, so a file is shown whole or not at all",
+    )
+    _uid_flag(logs)
     convert_command.add_parser(sub)
     settings.build_binder_parser(
         sub.add_parser("schedule", help="bind RktTasks without spec.nodeName to nodes")
     )
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _uid_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--uid",
+        default=None,
+        help="act only on pods of the RktTask object with this uid (refuse any other object "
+        "of the same name); kubectl rkt passes the uid it read from the API server",
+    )
 
 
 def _write(text: str) -> None:
@@ -155,20 +190,25 @@ def _node_command(args: argparse.Namespace, agent: settings.Settings) -> int:
         sys.stderr.write(f"rkt-operator {args.command}: {exc}\n")
         return 2
     executor = Executor(settings=agent, rkt=RktCli(agent))
+    uid = args.uid
+    result: object
     try:
         if args.command == "exec":
             return nodecmds.exec_attached(
-                executor, namespace, name, args.cmd, app=args.app, tty=args.tty
+                executor, namespace, name, args.cmd, app=args.app, tty=args.tty, uid=uid
             )
         if signum is not None:
-            uuid = asyncio.run(nodecmds.send_signal(executor, namespace, name, signum))
+            uuid = asyncio.run(nodecmds.send_signal(executor, namespace, name, signum, uid=uid))
             _write(f"sent {signum.name} to {namespace}/{name} (pod {uuid})")
             return 0
-        sample = asyncio.run(nodecmds.task_stats(executor, namespace, name))
+        if args.command == "pods":
+            result = asyncio.run(nodecmds.task_pods(executor, namespace, name, uid=uid))
+        else:
+            result = asyncio.run(nodecmds.task_stats(executor, namespace, name, uid=uid))
     except errors.RktTaskError as exc:
         sys.stderr.write(f"rkt-operator {args.command}: {getattr(exc, 'message', exc)}\n")
         return 1
-    _write(json.dumps(sample, indent=2, sort_keys=True))
+    _write(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
 
@@ -182,8 +222,17 @@ def _logs(agent: settings.Settings, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     stream = "stderr" if args.stderr else "stdout"
     try:
+        since = None if args.since is None else logcmd.parse_since(args.since)
         job = logcmd.run(
-            agent, args.task, stream=stream, tail=args.tail, follow=args.follow, write=_out
+            agent,
+            args.task,
+            stream=stream,
+            tail=args.tail,
+            follow=args.follow,
+            previous=args.previous,
+            since=since,
+            uid=args.uid,
+            write=_out,
         )
         return asyncio.run(job)
     except ValueError as exc:
@@ -230,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "logs":
         return _logs(agent, args)
-    if args.command in ("fingerprint", "exec", "signal", "stats"):
+    if args.command in ("fingerprint", "exec", "signal", "stats", "pods"):
         logging.basicConfig(level=agent.log_level, format="%(levelname)s %(name)s %(message)s")
         if args.command != "fingerprint":
             return _node_command(args, agent)

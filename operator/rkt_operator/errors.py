@@ -116,21 +116,23 @@ class RktOutputError(RktError):
 
 
 class PrepareError(RktError):
-    """``rkt prepare`` rejected the pod (bad image, unknown port name, bad volume...).
+    """``rkt prepare`` rejected the pod (image not in the store, a lock, a bad volume...).
 
-    Terminal for the task's current generation, as in Nomad (E15): retrying the same spec
-    gives the same answer.
+    Retryable, as a kubelet retries a container it cannot create: rkt's answer depends on
+    the node (its store, its locks, its files) as much as on the spec, so the agent retries
+    with the restart back-off and reports Stalled after the task's progress deadline.
     """
 
     reason = "PrepareFailed"
-    retryable = False
+    retryable = True
 
 
 class TrustError(RktError):
-    """``rkt trust`` failed (Nomad E7). Terminal for the current generation."""
+    """``rkt trust`` failed (Nomad E7): retried like a failed prepare (a key server may be
+    unreachable for a while)."""
 
     reason = "TrustFailed"
-    retryable = False
+    retryable = True
 
 
 class NetworkDiscoveryError(RktTaskError):

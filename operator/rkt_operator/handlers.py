@@ -106,10 +106,11 @@ def retry_delay(settings: Settings, retry: int) -> float:
 
 
 def raise_for(error: errors.RktTaskError | None, *, settings: Settings, retry: int) -> None:
-    """The one mapping from our errors to kopf's: not retryable (invalid spec, prepare or
-    trust refused) -> ``PermanentError``; retryable (missing Secret, rkt failing, network
-    not found) -> ``TemporaryError`` with exponential back-off. The status and an event
-    already say what happened."""
+    """The one mapping from our errors to kopf's: not retryable (invalid spec, mapped ports
+    without an address) -> ``PermanentError``; retryable (missing Secret, rkt failing or
+    refusing a prepare, network not found) -> ``TemporaryError`` with exponential back-off.
+    The status and an event already say what happened; a failed start's next try is
+    decided by the reconciler's back-off (``plan.StartFailure``), whoever calls it."""
     if error is None:
         return
     message = f"{error.reason}: {getattr(error, 'message', None) or error}"

@@ -5,6 +5,7 @@ value never shows in the status, the events or the agent's log (even at DEBUG)."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,12 @@ def test_missing_configmap_key_names_the_key(
         what="DependencyMissing",
     )
     message = condition(held, "Ready")["message"]
-    assert message == (f"spec.env[0] (B): ConfigMap {namespace}/cm or its key 'b' not found")
+    # then how often the start failed so far, and when it is tried again
+    assert re.fullmatch(
+        rf"spec\.env\[0\] \(B\): ConfigMap {namespace}/cm or its key 'b' not found; "
+        r"\d+ failed starts?, next try at \S+Z",
+        message,
+    ), message
     # an unrelated edit of the ConfigMap that adds the key lets the task start
     kubectl(
         "patch", "configmap", "cm", f"--namespace={namespace}", "--type=merge",

@@ -90,8 +90,9 @@ def test_metrics_endpoint_has_the_running_tasks_cpu_and_rss(
         kubectl,
         namespace,
         "broken",
-        lambda o: condition(o, "Stalled").get("status") == "True",
-        what="Stalled",
+        # a prepare refused by rkt is retried with the back-off (the image may arrive)
+        lambda o: condition(o, "Reconciling").get("reason") == "PrepareFailed",
+        what="the prepare failure reported",
     )
     labels = (("name", "web"), ("namespace", namespace), ("uuid", web["status"]["uuid"]))
 
@@ -161,6 +162,24 @@ def test_exec_signal_and_stats_on_a_running_task(
     # The task survived the signal: same pod, still running.
     again = wait_task(kubectl, namespace, "app", phase_is("Running"), what="still Running")
     assert again["status"]["uuid"] == uuid
+
+    # What kubectl rkt describe shows of the node: the task's pods as rkt reports them.
+    pods = node_command(sim_node, "pods", ref, f"--uid={obj['metadata']['uid']}")
+    assert pods.returncode == 0, pods.stderr
+    [pod] = json.loads(pods.stdout)
+    assert (pod["uuid"], pod["state"], pod["uid"]) == (uuid, "running", obj["metadata"]["uid"])
+    assert pod["generation"] == obj["metadata"]["generation"]
+    assert pod["startedAt"]
+    assert pod["createdAt"]
+    # --uid (kubectl rkt passes the uid it read): another object of that name is refused.
+    other = "99999999-9999-4999-8999-999999999999"
+    for command in (["stats", ref], ["signal", ref, "HUP"], ["exec", ref, "--", "true"]):
+        refused = node_command(sim_node, command[0], f"--uid={other}", *command[1:])
+        assert refused.returncode == 1, refused.stderr
+        assert f"no running pod of task {ref} (uid {other}) on this node" in refused.stderr
+    assert json.loads(node_command(sim_node, "pods", ref, f"--uid={other}").stdout) == []
+    mine = node_command(sim_node, "stats", ref, f"--uid={obj['metadata']['uid']}")
+    assert json.loads(mine.stdout)["uuid"] == uuid
 
 
 def test_node_commands_report_a_missing_task_and_bad_arguments(sim_node: SimNode) -> None:

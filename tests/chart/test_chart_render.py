@@ -135,8 +135,17 @@ def test_optional_host_paths_can_be_left_out(render: Render) -> None:
     assert names == {"rkt-dir", "rkt-local-config", "task-root"}
 
 
+def _agents(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects of the agent (not the roles the chart ships for kubectl rkt's users)."""
+    return [
+        o
+        for o in objects
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "kubectl-plugin"
+    ]
+
+
 def _rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rules: list[dict[str, Any]] = find(objects, "ClusterRole")["rules"]
+    rules: list[dict[str, Any]] = find(_agents(objects), "ClusterRole")["rules"]
     return rules
 
 
@@ -184,7 +193,7 @@ def test_binding_ties_the_role_to_the_service_account(render: Render) -> None:
     objects = render()
     account = find(objects, "ServiceAccount")
     binding = find(objects, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == find(objects, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == find(_agents(objects), "ClusterRole")["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "rkt-system"}
     ]
@@ -219,7 +228,7 @@ def test_secret_reads_are_per_namespace_for_a_namespace_list(render: Render) -> 
     objects = render('--set-json=agent.namespaces=["team-a","team-b"]')
     cluster_wide = {r for rule in _rules(objects) for r in rule["resources"]}
     assert cluster_wide.isdisjoint({"secrets", "configmaps"})
-    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
+    roles = {o["metadata"]["namespace"]: o for o in _agents(objects) if o["kind"] == "Role"}
     bindings = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "RoleBinding"}
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     account = find(objects, "ServiceAccount")["metadata"]["name"]
@@ -235,7 +244,7 @@ def test_secret_reads_are_per_namespace_for_a_namespace_list(render: Render) -> 
     # All namespaces, or a glob (the namespaces are not known in advance): cluster-wide.
     for args in ((), ('--set-json=agent.namespaces=["team-*"]',)):
         objects = render(*args)
-        assert "Role" not in {o["kind"] for o in objects}
+        assert "Role" not in {o["kind"] for o in _agents(objects)}
         assert {"secrets", "configmaps"} <= {
             r for rule in _rules(objects) for r in rule["resources"]
         }

@@ -102,10 +102,33 @@ CRASH_BACKOFF: dict[str, Any] = {
     ],
 }
 
+# Starts failing for a cause that can heal: retried, Progressing until the progress deadline,
+# then Degraded while the agent keeps retrying (issue 16).
+START_FAILING: dict[str, Any] = {
+    "observedGeneration": 2,
+    "phase": "Pending",
+    "conditions": [
+        cond("Ready", "False", "PrepareFailed"),
+        cond("Reconciling", "True", "PrepareFailed", "image not found; 2 failed starts"),
+        cond("Stalled", "False", "PrepareFailed"),
+    ],
+}
+PAST_DEADLINE: dict[str, Any] = {
+    "observedGeneration": 2,
+    "phase": "Pending",
+    "conditions": [
+        cond("Ready", "False", "ProgressDeadlineExceeded"),
+        cond("Reconciling", "False", "ProgressDeadlineExceeded"),
+        cond("Stalled", "True", "ProgressDeadlineExceeded", "no start succeeded within 600s"),
+    ],
+}
+
 
 @pytest.mark.parametrize(
     ("obj", "expected", "in_message"),
     [
+        pytest.param(task(START_FAILING), "Progressing", "2 failed starts", id="start-failing"),
+        pytest.param(task(PAST_DEADLINE), "Degraded", "within 600s", id="past-deadline"),
         pytest.param(task(RUNNING), "Healthy", "PodRunning: pod 6d0d9608", id="running"),
         pytest.param(task(STARTING), "Progressing", "fetching", id="starting"),
         pytest.param(task(STALLED), "Degraded", "no port named http", id="stalled"),

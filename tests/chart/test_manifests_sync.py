@@ -44,10 +44,13 @@ def test_manifests_hold_the_whole_installation() -> None:
         "CustomResourceDefinition",
         "ServiceAccount",
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRole",
         "ClusterRoleBinding",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
         "DaemonSet",
+        "Role",
     ]
 
 
@@ -61,6 +64,9 @@ def test_kubectl_apply_installs_the_manifests(control_plane: ControlPlane) -> No
         "customresourcedefinition.apiextensions.k8s.io/rkttasks.rktoperator.io",
         "serviceaccount/rkt-operator",
         "clusterrole.rbac.authorization.k8s.io/rkt-operator",
+        "clusterrole.rbac.authorization.k8s.io/rkt-operator-task-operator",
+        "clusterrole.rbac.authorization.k8s.io/rkt-operator-task-viewer",
+        "role.rbac.authorization.k8s.io/rkt-operator-agent-exec",
         "clusterrolebinding.rbac.authorization.k8s.io/rkt-operator",
         "validatingadmissionpolicy.admissionregistration.k8s.io/rkt-operator-node-confinement",
         "validatingadmissionpolicybinding.admissionregistration.k8s.io/rkt-operator-node-confinement",

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +34,7 @@ BURSTS = (
 )
 TICKER = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.05; done"
 CHATTY = "echo hello-err >&2; for i in 1 2 3 4 5; do echo out-$i; done; sleep 3600"
+SECOND = "echo second-pod; sleep 3600"
 COUNTDOWN = (
     "echo ready; while [ ! -f /alloc/go ]; do sleep 0.1; done; "
     "for i in $(seq 1 15); do echo line-$i; sleep 0.2; done; exit 0"
@@ -41,7 +44,13 @@ COUNTDOWN = (
 @pytest.fixture(scope="module")
 def log_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("log-images")
-    scripts = {"bursts": BURSTS, "ticker": TICKER, "chatty": CHATTY, "countdown": COUNTDOWN}
+    scripts = {
+        "bursts": BURSTS,
+        "ticker": TICKER,
+        "chatty": CHATTY,
+        "countdown": COUNTDOWN,
+        "second": SECOND,
+    }
     return {
         key: build_aci(out / f"{key}.aci", name=f"example.com/{key}", exec=("/bin/sh", "-c", s))
         for key, s in scripts.items()
@@ -196,6 +205,52 @@ async def test_logs_command_prints_the_tasks_output(
     await executor.remove(pod.uuid)
     done = await asyncio.to_thread(logs_command, settings, "default/web", "--tail", "1")
     assert (done.returncode, done.stdout) == (0, "out-5\n")
+
+
+async def test_logs_of_the_previous_pod_since_a_duration_and_of_one_object_only(
+    executor: Executor, settings: Settings, log_images: dict[str, Path]
+) -> None:
+    """What ``kubectl rkt logs`` passes on: ``--previous`` (the pod before the newest, after
+    a restart), ``--since`` (whole files written within the duration) and ``--uid``."""
+    first = make_plan(settings, identity(), log_images["chatty"], discover_network=False)
+    pod = await started_with_output(executor, first, b"out-5")
+    done = await asyncio.to_thread(logs_command, settings, "default/web", "--previous")
+    assert done.returncode == 1
+    assert "no previous pod of task default/web on this node" in done.stderr
+    await executor.stop(pod.uuid, kill_timeout=5)
+    ident = identity(generation=2)
+    second = make_plan(settings, ident, log_images["second"], discover_network=False)
+    newer = await started_with_output(executor, second, b"second-pod")
+    done = await asyncio.to_thread(logs_command, settings, "default/web")
+    assert (done.returncode, done.stdout) == (0, "second-pod\n")
+    for flag in ("--previous", "-p"):
+        done = await asyncio.to_thread(logs_command, settings, "default/web", flag)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "".join(f"out-{i}\n" for i in range(1, 6))
+    done = await asyncio.to_thread(
+        logs_command, settings, "default/web", "--previous", "--stderr", "--tail=1"
+    )
+    assert done.stdout == "hello-err\n"
+    # --uid: the object's own uid is served; another object of the same name is refused.
+    done = await asyncio.to_thread(logs_command, settings, "default/web", f"--uid={ident.uid}")
+    assert done.stdout == "second-pod\n"
+    other = "99999999-9999-4999-8999-999999999999"
+    done = await asyncio.to_thread(logs_command, settings, "default/web", f"--uid={other}")
+    assert done.returncode == 1
+    assert f"no pod of task default/web (uid {other}) on this node" in done.stderr
+    # --since: files last written within the duration; the first pod's are made an hour old.
+    for path in files.log_files(first.dirs.root, pod.uuid):
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    done = await asyncio.to_thread(logs_command, settings, "default/web", "-p", "--since=5m")
+    assert (done.returncode, done.stdout) == (0, "")
+    done = await asyncio.to_thread(logs_command, settings, "default/web", "-p", "--since=2h")
+    assert done.stdout.endswith("out-5\n")
+    done = await asyncio.to_thread(logs_command, settings, "default/web", "--since=1m30s")
+    assert done.stdout == "second-pod\n"
+    done = await asyncio.to_thread(logs_command, settings, "default/web", "--since=soon")
+    assert done.returncode == 2
+    assert "--since wants a duration" in done.stderr
+    await executor.stop(newer.uuid, kill_timeout=5)
 
 
 async def test_logs_follow_reads_across_rotations_until_the_pod_exits(

@@ -41,6 +41,9 @@ STAMP = [
     "--user-annotation=rktoperator.io/name=etcd",
     f"--user-annotation=rktoperator.io/uid={UID}",
     "--user-annotation=rktoperator.io/generation=7",
+    # the counts the pod starts with (a first start: none yet)
+    "--user-annotation=rktoperator.io/restarts=0",
+    "--user-annotation=rktoperator.io/backoff-step=0",
 ]
 RESOURCES = ["--memory=300M", "--cpu=100m"]  # Nomad's defaults: 300 MB, 100 MHz
 INSECURE_ALL = ["--insecure-options=all", "--debug=false"]

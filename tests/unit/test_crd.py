@@ -175,6 +175,7 @@ def test_defaults_only_in_spec() -> None:
         "spec.debug": False,
         "spec.killTimeoutSeconds": 5,
         "spec.restartPolicy": "Always",
+        "spec.progressDeadlineSeconds": 600,
         **{
             f"spec.{probe}.{key}": value
             for probe in ("readinessProbe", "livenessProbe")

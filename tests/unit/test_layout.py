@@ -57,7 +57,8 @@ def test_no_print_and_environment_read_only_in_settings() -> None:
 def test_console_scripts_point_at_real_functions() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     # rkt-sim is a development tool: `make install-dev` gives it a launcher in the venv.
-    assert set(scripts) == {"rkt-operator"}
+    # kubectl-rkt: the kubectl plugin (kubectl finds executables named kubectl-* on PATH).
+    assert set(scripts) == {"rkt-operator", "kubectl-rkt"}
     for target in scripts.values():
         module, func = target.split(":")
         source = PACKAGE.parent / (module.replace(".", "/") + ".py")

@@ -238,3 +238,29 @@ def test_launch_argv_carries_the_log_files(tmp_path: Path) -> None:
     assert unit[unit.index(f"StandardOutput=append:{stdout}") - 1] == "-p"
     assert unit[unit.index(f"StandardError=append:{stderr}") - 1] == "-p"
     assert unit[-2:] == ["--", "rkt"]
+
+
+def test_since_keeps_the_files_written_after_the_cutoff(tmp_path: Path) -> None:
+    (tmp_path / f"{UUID}.stdout.1").write_bytes(b"old\n")
+    os.utime(tmp_path / f"{UUID}.stdout.1", (1000, 1000))
+    current(tmp_path).write_bytes(b"new\n")
+    pieces = logread.Follower(tmp_path, UUID, "stdout").snapshot()
+    assert b"".join(logread.chunks(logread.since(pieces, 2000))) == b"new\n"
+    pieces = logread.Follower(tmp_path, UUID, "stdout").snapshot()
+    assert b"".join(logread.chunks(logread.since(pieces, 0))) == b"old\nnew\n"
+
+
+def test_pods_by_recency_newest_first(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for directory, uuid, when in ((first, OTHER, 1000), (second, UUID, 3000), (first, UUID, 2000)):
+        directory.mkdir(exist_ok=True)
+        path = directory / f"{uuid}.stdout.0"
+        path.write_bytes(b"x")
+        os.utime(path, (when, when))
+    assert logread.pods_by_recency([first, second, tmp_path / "missing"]) == [
+        (second, UUID),
+        (first, UUID),
+        (first, OTHER),
+    ]
+    assert logread.newest_pod([first]) == (first, UUID)
+    assert logread.newest_pod([]) is None

@@ -7,6 +7,7 @@ import signal
 import pytest
 
 from rkt_operator import cli, nodecmds
+from rkt_operator.executor import logcmd
 from rkt_operator.model import refs
 
 
@@ -72,3 +73,34 @@ def test_bad_arguments_exit_2_before_touching_rkt(capsys: pytest.CaptureFixture[
     assert "unknown signal" in capsys.readouterr().err
     assert cli.main(["stats", "--rkt-path=/nonexistent/rkt", "no-slash"]) == 2
     assert "NAMESPACE/NAME" in capsys.readouterr().err
+
+
+def test_node_commands_take_the_uid_kubectl_rkt_passes() -> None:
+    uid = "1f0e6a52-0000-4000-8000-00000000abcd"
+    parser = cli._parser()
+    args = parser.parse_args(["exec", "ns/t", f"--uid={uid}", "--tty", "--", "sh"])
+    assert (args.uid, args.tty, args.cmd) == (uid, True, ["sh"])
+    assert parser.parse_args(["signal", "ns/t", f"--uid={uid}", "--", "HUP"]).signal == "HUP"
+    assert parser.parse_args(["pods", "ns/t", f"--uid={uid}"]).uid == uid
+    args = parser.parse_args(["logs", "ns/t", "-p", "--since=5m", "--tail=3", "-f", "--stderr"])
+    assert (args.previous, args.since, args.tail, args.follow, args.stderr) == (
+        True,
+        "5m",
+        3,
+        True,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2h", 7200), ("1.5s", 1.5), ("1h2m3s", 3723)],
+)
+def test_since_durations(text: str, seconds: float) -> None:
+    assert logcmd.parse_since(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m", "-5s", "5d", "1m1h", "soon"])
+def test_bad_since_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="--since wants a duration"):
+        logcmd.parse_since(text)

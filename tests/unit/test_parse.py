@@ -329,9 +329,10 @@ RKT = ["/usr/bin/rkt", "--dir=/var/lib/rkt", "--local-config=/etc/rkt"]
         (["rm", U2], "stderr-rm-preparing.txt", errors.PodWrongState, True),
         (["enter", U2, "/bin/true"], "stderr-enter-not-running.txt", errors.PodWrongState, True),
         (["prepare", "x.aci"], "stderr-prepare-unprivileged.txt", errors.RktUnavailable, True),
-        (["prepare", "x.aci"], "stderr-prepare-port-name.txt", errors.PrepareError, False),
-        (["prepare"], "stderr-prepare-no-image.txt", errors.PrepareError, False),
-        (["trust", "--prefix=example.com/invalid"], "stderr-trust.txt", errors.TrustError, False),
+        # retried like a kubelet's failed container creation (the node's store may change)
+        (["prepare", "x.aci"], "stderr-prepare-port-name.txt", errors.PrepareError, True),
+        (["prepare"], "stderr-prepare-no-image.txt", errors.PrepareError, True),
+        (["trust", "--prefix=example.com/invalid"], "stderr-trust.txt", errors.TrustError, True),
         (["status", "--format=json", U2], "stderr-status-json-aborted.txt", errors.RktError, True),
         (["gc"], "stderr-gc-walk.txt", errors.RktError, True),
     ],

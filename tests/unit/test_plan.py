@@ -18,7 +18,7 @@ from rkt_operator.reconcile.plan import (
     State,
     StopPod,
 )
-from rkt_operator.rkt.types import PodObservation, TaskIdentity
+from rkt_operator.rkt.types import PodObservation, PodStamp, TaskIdentity
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
@@ -548,3 +548,134 @@ def test_a_started_pod_that_runs_is_reported_running_with_the_decisions_counts()
     assert running_b.exit_code == 3
     under_way = plan.started(decision, uuid="b", running=False, recorded=recorded)
     assert (under_way.state, under_way.pod_uuid, under_way.actions) == (State.PENDING, "b", ())
+
+
+# -- failed starts that can heal, and counts that survive crashes (issue 16) --------------
+
+
+def failing(attempts: int, last_ago: float, *, restart: bool = False) -> plan.StartFailure:
+    """``attempts`` failed starts of generation 1, the latest ``last_ago`` seconds ago."""
+    last = NOW - timedelta(seconds=last_ago)
+    since = last - timedelta(seconds=30 * (attempts - 1))
+    return plan.StartFailure("PrepareFailed", "no image", attempts, since, last, restart)
+
+
+def decide_failing(
+    failure: plan.StartFailure, pods: list[PodObservation], **recorded: object
+) -> plan.Decision:
+    fields: dict[str, object] = {"state": State.PENDING, "generation": 1, "start_failure": failure}
+    fields.update(recorded)
+    return plan.decide(
+        generation=1,
+        policy=RestartPolicy.ALWAYS,
+        recorded=Recorded(**fields),  # type: ignore[arg-type]
+        pods=pods,
+        now=NOW,
+        backoff=BACKOFF,
+    )
+
+
+@pytest.mark.parametrize(
+    ("attempts", "last_ago", "wait"),
+    [(1, 3, 7.0), (2, 3, 17.0), (3, 39, 1.0), (9, 200, 100.0)],  # 10 s doubling, 300 s cap
+)
+def test_a_failed_start_is_tried_again_after_its_back_off(
+    attempts: int, last_ago: float, wait: float
+) -> None:
+    failure = failing(attempts, last_ago)
+
+    waiting = decide_failing(failure, [])
+
+    assert (waiting.reason, waiting.state, waiting.actions) == (
+        Reason.RETRY_START_AFTER, State.PENDING, ()
+    )  # fmt: skip
+    assert waiting.requeue_after == pytest.approx(wait)
+    assert waiting.start_failure == failure
+
+    due = decide_failing(replace(failure, last=failure.last - timedelta(seconds=wait)), [])
+
+    assert due.actions == (StartPod(Reason.START),)
+    assert due.start_failure is not None  # kept until a start succeeds
+
+
+def test_a_failed_start_of_another_generation_is_forgotten() -> None:
+    decision = decide_failing(failing(5, 1), [], generation=0)
+    assert decision.actions == (StartPod(Reason.START),)
+    assert decision.start_failure is None
+
+
+def test_a_failed_restart_is_still_a_restart_when_tried_again() -> None:
+    failure = failing(2, 60, restart=True)
+
+    decision = decide_failing(failure, [], uuid="old", exit_code=1, finished_at=T0, restarts=4)
+
+    assert decision.actions == (StartPod(Reason.RESTART, restart=True),)
+    assert (decision.restarts, decision.exit_code) == (5, 1)
+
+
+def test_a_prepared_pod_whose_launch_failed_waits_for_the_back_off_too() -> None:
+    failure = failing(1, 2)
+    waiting = decide_failing(failure, [prepared("p1")])
+    assert (waiting.reason, waiting.actions, waiting.pod_uuid) == (
+        Reason.RETRY_START_AFTER, (), "p1"
+    )  # fmt: skip
+    due = decide_failing(replace(failure, last=NOW - timedelta(seconds=10)), [prepared("p1")])
+    assert due.actions == (StartPod(Reason.ADOPT_PREPARED),)
+
+
+def test_start_failed_counts_the_streak() -> None:
+    first = plan.start_failed(None, reason="RktTimeout", message="hung", now=T0, restart=True)
+    assert (first.attempts, first.since, first.last, first.restart) == (1, T0, T0, True)
+    later = T0 + timedelta(seconds=40)
+    second = plan.start_failed(first, reason="PrepareFailed", message="x", now=later, restart=False)
+    assert (second.attempts, second.since, second.last) == (2, T0, later)
+    assert (second.reason, second.restart) == ("PrepareFailed", False)
+    assert not second.past_deadline(later, 600)
+    assert second.past_deadline(T0 + timedelta(seconds=600), 600)
+    assert second.retry_at(BACKOFF) == later + timedelta(seconds=20)
+
+
+def stamped(p: PodObservation, restarts: int, step: int) -> PodObservation:
+    return replace(p, stamp=PodStamp(restarts=restarts, backoff_step=step))
+
+
+def test_a_running_pod_carrying_an_unrecorded_restart_counts_it() -> None:
+    # The agent prepared restart 3 and died before writing its UUID: the status says 2.
+    decision = plan.decide(
+        generation=1,
+        policy=RestartPolicy.ALWAYS,
+        recorded=Recorded(state=State.BACKOFF, generation=1, uuid="old", restarts=2),
+        pods=[stamped(running("new"), restarts=3, step=3)],
+        now=NOW,
+        backoff=Backoff(10, 300, step=0),  # memory lost with the agent
+    )
+    assert (decision.reason, decision.state, decision.pod_uuid) == (
+        Reason.ADOPT_RUNNING, State.RUNNING, "new"
+    )  # fmt: skip
+    assert (decision.restarts, decision.backoff_step) == (3, 3)
+
+
+def test_the_back_off_step_comes_from_the_exited_pods_stamp() -> None:
+    decision = plan.decide(
+        generation=1,
+        policy=RestartPolicy.ALWAYS,
+        recorded=Recorded(state=State.RUNNING, generation=1, uuid="p", restarts=3),
+        pods=[stamped(exited("p", 1, ago=1), restarts=3, step=3)],
+        now=NOW,
+        backoff=Backoff(10, 300, step=0),
+    )
+    assert decision.state is State.BACKOFF
+    assert decision.requeue_after == pytest.approx(80 - 1)  # 10 * 2**3, not 10
+    assert (decision.restarts, decision.backoff_step) == (3, 3)
+
+
+def test_counts_never_go_backwards_and_other_generations_stamps_do_not_count() -> None:
+    decision = plan.decide(
+        generation=2,
+        policy=RestartPolicy.ALWAYS,
+        recorded=Recorded(state=State.RUNNING, generation=2, uuid="p", restarts=5),
+        pods=[stamped(running("p", gen=2), restarts=1, step=1), stamped(exited("o", 0), 9, 9)],
+        now=NOW,
+        backoff=BACKOFF,
+    )
+    assert decision.restarts == 5

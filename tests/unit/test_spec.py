@@ -61,6 +61,7 @@ FULL_SPEC: dict[str, Any] = {
     "debug": True,
     "killTimeoutSeconds": 20,
     "restartPolicy": "OnFailure",
+    "progressDeadlineSeconds": 120,
     "nodeSelector": {"rktoperator.io/rkt": "true", "topology.kubernetes.io/zone": "a"},
     "affinity": {
         "nodeAffinity": {

@@ -225,3 +225,55 @@ def test_stalled_for_and_first_write() -> None:
     assert c.needs_first_write(None, 1)
     assert c.needs_first_write(invalid, 4)
     assert not c.needs_first_write(invalid, 3)
+
+
+FAILING = c.StartFailureFacts(
+    reason="PrepareFailed", message="rkt prepare failed: no image", attempts=3, since=T0, last=T1
+)
+
+
+def test_a_failing_start_is_in_progress_until_its_deadline_then_failed() -> None:
+    retry_at = T1 + timedelta(seconds=40)
+    trying = c.start_failing(FAILING, retry_at=retry_at, stalled=False, deadline_seconds=600)
+    assert (trying.phase, trying.reason, trying.reconciling, trying.stalled) == (
+        c.PENDING, "PrepareFailed", True, False
+    )  # fmt: skip
+    assert trying.message == (
+        "rkt prepare failed: no image; 3 failed starts, next try at 2026-01-01T12:05:40Z"
+    )
+    assert kstatus(2, _status(trying, 2)) == "InProgress"
+
+    stalled = c.start_failing(FAILING, retry_at=retry_at, stalled=True, deadline_seconds=600)
+    assert (stalled.phase, stalled.reason, stalled.reconciling, stalled.stalled) == (
+        c.PENDING, c.PROGRESS_DEADLINE_EXCEEDED, False, True
+    )  # fmt: skip
+    assert "within spec.progressDeadlineSeconds (600s): PrepareFailed:" in stalled.message
+    assert "still retrying" in stalled.message
+    status = _status(stalled, 2, uuid="abc")
+    assert kstatus(2, status) == "Failed"
+    # still acted on (not a refusal), and no pod is settled on
+    assert not c.stalled_for(status, 2)
+    assert c.retrying_stalled(status, 2)
+    assert c.settled_uuid(status, 2) is None
+
+
+def test_the_start_failure_is_in_the_status_and_valid() -> None:
+    status = c.build_status(
+        c.start_failing(FAILING, retry_at=T1, stalled=False, deadline_seconds=60),
+        c.PodFacts(restarts=1, start_failure=FAILING),
+        previous=None,
+        generation=1,
+        now=T1,
+    )
+    c.validate(status)
+    assert status["startFailure"] == {
+        "reason": "PrepareFailed",
+        "message": "rkt prepare failed: no image",
+        "attempts": 3,
+        "since": "2026-01-01T12:00:00Z",
+        "last": "2026-01-01T12:05:00Z",
+        "restart": False,
+    }
+    cleared = c.build_status(c.preparing("abc"), c.PodFacts(uuid="abc"), previous=status,
+                             generation=1, now=T1)  # fmt: skip
+    assert c.status_patch(status, cleared)["startFailure"] is None

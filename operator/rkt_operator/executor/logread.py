@@ -179,10 +179,23 @@ def tail(pieces: list[Piece], lines: int) -> bytes:
     return b"\n".join(kept) + (b"\n" if found.endswith(b"\n") else b"")
 
 
-def newest_pod(logs_dirs: list[Path]) -> tuple[Path, str] | None:
-    """The logs directory and UUID of the most recently written pod among ``logs_dirs``
-    (when rkt no longer knows the task's pods)."""
-    best: tuple[float, Path, str] | None = None
+def since(pieces: list[Piece], cutoff: float) -> list[Piece]:
+    """The pieces whose file was last written at or after ``cutoff`` (a wall-clock time);
+    closes the others. Lines carry no timestamps (the app writes the files itself), so this
+    is the finest cut there is: a whole file, in or out."""
+    kept = []
+    for piece in pieces:
+        if os.fstat(piece.fd).st_mtime >= cutoff:
+            kept.append(piece)
+        else:
+            os.close(piece.fd)
+    return kept
+
+
+def pods_by_recency(logs_dirs: list[Path]) -> list[tuple[Path, str]]:
+    """The logs directory and UUID of every pod with a current log file among
+    ``logs_dirs``, the most recently written first."""
+    newest: dict[tuple[Path, str], float] = {}
     for directory in logs_dirs:
         with contextlib.suppress(OSError):
             for entry in os.scandir(directory):
@@ -190,6 +203,13 @@ def newest_pod(logs_dirs: list[Path]) -> tuple[Path, str] | None:
                 if parsed is None or parsed[2] != 0:
                     continue
                 mtime = entry.stat(follow_symlinks=False).st_mtime
-                if best is None or mtime > best[0]:
-                    best = (mtime, directory, parsed[0])
-    return None if best is None else (best[1], best[2])
+                key = (directory, parsed[0])
+                newest[key] = max(newest.get(key, mtime), mtime)
+    return sorted(newest, key=lambda key: newest[key], reverse=True)
+
+
+def newest_pod(logs_dirs: list[Path]) -> tuple[Path, str] | None:
+    """The logs directory and UUID of the most recently written pod among ``logs_dirs``
+    (when rkt no longer knows the task's pods)."""
+    found = pods_by_recency(logs_dirs)
+    return found[0] if found else None

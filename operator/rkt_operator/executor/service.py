@@ -42,6 +42,7 @@ from rkt_operator.rkt.types import (
     ANN_UID,
     LaunchPlan,
     PodObservation,
+    PodStamp,
     TaskDirs,
     TaskIdentity,
 )
@@ -286,7 +287,8 @@ class Executor:
     def _observation(
         self, status: PodStatus, *, port_map: Mapping[str, int] | None = None
     ) -> PodObservation:
-        identity = identity_from(status.annotations())
+        annotations = status.annotations()
+        identity = identity_from(annotations)
         exit_code: int | None = None
         finished_at: datetime | None = None
         stop_signal: str | None = None
@@ -315,6 +317,7 @@ class Executor:
             finished_at=finished_at,
             port_map=dict(port_map or {}),
             stop_signal=stop_signal,
+            stamp=PodStamp.from_annotations(annotations),
         )
 
     async def list_pods(self) -> list[PodObservation]:

@@ -123,6 +123,7 @@ NOMAD_OPTION_MAP: tuple[tuple[str, str, str], ...] = (
     ("debug", "debug", "global `--debug=true|false` (always emitted)"),
     ("killTimeoutSeconds", "task kill_timeout (capped by max_kill_timeout)", "stop grace"),
     ("restartPolicy", "group restart stanza", "agent restarts exited pods"),
+    ("progressDeadlineSeconds", "(none: a failed start was final)", "Stalled after failed starts"),
     ("readinessProbe", "service check (type script)", "`rkt enter <uuid> <cmd>` -> Ready"),
     ("livenessProbe", "check_restart on a script check", "`rkt enter`; failing -> stop, restart"),
     ("logs", "task logs stanza (max_files, max_file_size)", "rotated files in `alloc/logs/`"),
@@ -392,6 +393,17 @@ class RktTaskSpec(_Model):
         "Always",
         description="When the agent starts the pod again after it exits: Always (default, as "
         "for Pods), OnFailure (non-zero exit) or Never.",
+    )
+    progress_deadline_seconds: int = Field(
+        600,
+        ge=1,
+        le=31536000,
+        description="Seconds a start may keep failing for a cause that can heal (rkt failing "
+        "or hanging, the image not in the store yet, a lock, a missing Secret) before the "
+        "task reports Stalled=True (reason ProgressDeadlineExceeded), as a Deployment's "
+        "progressDeadlineSeconds. The agent keeps retrying at the capped restart back-off "
+        "after that, so the task recovers by itself when the cause goes away. An invalid "
+        "spec stalls at once.",
     )
     readiness_probe: Probe | None = Field(
         None,

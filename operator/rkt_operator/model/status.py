@@ -67,6 +67,26 @@ class PortStatus(KubeModel):
     )
 
 
+class StartFailure(KubeModel):
+    """The starts of the current generation that failed in a row, for a cause that can heal
+    (the agent retries them with the restart back-off)."""
+
+    reason: Annotated[str, f.Text(f.CONDITION_REASON, "a CamelCase reason", 1024)] = Field(
+        description="Why the last start failed (PrepareFailed, RktTimeout, DependencyMissing...)."
+    )
+    message: Annotated[str, f.Text(None, "", 1024, min_length=0)] = Field(
+        "", description="What the last failure said (rkt's words, secret values redacted)."
+    )
+    attempts: int = Field(ge=1, description="Failed starts in a row.")
+    since: AwareDatetime = Field(strict=False, description="When the first of them failed.")
+    last: AwareDatetime = Field(strict=False, description="When the latest failed.")
+    restart: bool | None = Field(
+        None,
+        description="The failing start replaces an exited pod (it counts as a restart once "
+        "it succeeds).",
+    )
+
+
 class RktTaskStatus(KubeModel):
     """Observed state of the task's rkt pod, written by the agent of spec.nodeName."""
 
@@ -109,6 +129,11 @@ class RktTaskStatus(KubeModel):
         "says it did not finish by itself.",
     )
     restarts: int = Field(0, ge=0, description="How many times the agent restarted the pod.")
+    start_failure: StartFailure | None = Field(
+        None,
+        description="Set while starts keep failing for a cause that can heal; cleared by "
+        "the first start that succeeds.",
+    )
     started_at: AwareDatetime | None = Field(
         None, strict=False, description="When the current pod started."
     )

@@ -25,7 +25,7 @@ from rkt_operator.reconcile.prober import Prober
 from rkt_operator.reconcile.statuswriter import Event, Outcome, StatusApi, StatusWriter
 from rkt_operator.reconcile.taskstate import Task
 from rkt_operator.rkt import argv
-from rkt_operator.rkt.types import PodObservation, TaskDirs
+from rkt_operator.rkt.types import PodObservation, PodStamp, TaskDirs
 from rkt_operator.settings import Settings
 
 # Starts in flight at once on one node (each runs rkt prepare and a launcher).
@@ -153,34 +153,33 @@ class Applier:
         env = await envrefs.resolve_env(spec.env, task.body, source=self.api)
         identity = task.identity
         dirs = TaskDirs.for_task(self.settings.task_root, identity)
+        # The counts the pod starts with are stamped on it (read back by ``plan.decide``).
+        stamp = PodStamp(restarts=decision.restarts, backoff_step=decision.backoff_step)
         launch = argv.build_launch_plan(
-            spec, settings=self.settings, identity=identity, dirs=dirs, env=env
+            spec, settings=self.settings, identity=identity, dirs=dirs, env=env, stamp=stamp
         )
-        if start.restart:
-            # The exit is named here too: when it is seen only after its back-off has already
-            # run out, no CrashLoopBackOff status is written in between.
-            exited = (
-                f"the pod exited with code {decision.exit_code}; "
-                if decision.exit_code is not None
-                else ""
-            )
-            out.events.append(
-                Event(
-                    "Normal",
-                    "Restarting",
-                    f"{exited}starting the pod again (restart {decision.restarts})",
-                )
-            )
         logger.info("starting pod generation=%s reason=%s", identity.generation, start.reason)
         # No status write between prepare and launch: the pod carries the task's identity
         # (uid, generation) in its rkt annotations, and the executor's start lock, start
         # marker and adoption find a prepared or launched pod again after an agent crash
         # (tests/agent/test_restarts.py kills the agent in prepare, run-prepared and status).
-        # The pass's one write after the start names the pod.
+        # The pass's one write after the start names the pod; the restart count it carries
+        # is stamped on the pod too (``stamp``), so a crash before that write loses nothing.
         async with self._starts:
             try:
                 started = await self.executor.ensure_started(launch, listed=listed)
             finally:
                 self.pods.invalidate()
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
+        if decision.restarts > taskstate.facts_from_status(status).restarts:
+            # Once the pod exists: a restart whose start failed is not one yet. The exit is
+            # named too: when it is seen only after its back-off has already run out, no
+            # CrashLoopBackOff status is written in between.
+            exited = (
+                f"the pod exited with code {decision.exit_code}; "
+                if start.restart and decision.exit_code is not None
+                else ""
+            )
+            message = f"{exited}starting the pod again (restart {decision.restarts})"
+            out.events.append(Event("Normal", "Restarting", message))
         return started, status

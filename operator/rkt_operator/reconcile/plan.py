@@ -21,7 +21,15 @@ Invariants the decision keeps:
   backing off (the status keeps that after the agent restarts);
 - restarts follow the policy with exponential back-off (``initial * 2**step`` capped at
   ``maximum``); the step resets after a pod ran for :data:`BACKOFF_RESET_AFTER`, as the
-  kubelet does.
+  kubelet does;
+- the restart count and the back-off step never go backwards: each pod carries the count
+  and step it was started with (``PodObservation.stamp``), and a pod of the desired
+  generation that carries more restarts than the status records raises the count (an
+  agent killed between preparing a restarted pod and recording it lost nothing);
+- a start that failed for a cause that can heal (``StartFailure``, see :func:`start_failed`)
+  is tried again with the same back-off, counted from its failures, and for ever: after
+  the task's progress deadline the status says Stalled, the retries go on at the capped
+  delay. A failed restart stays a restart: counted when its pod is finally prepared.
 
 No processes, no clock, no Kubernetes here: the caller observes and applies.
 
@@ -75,7 +83,46 @@ class Reason(enum.StrEnum):
     RESTART_AFTER = "RestartAfter"
     POD_LOST = "PodLost"
     STOP_UNHEALTHY = "StopUnhealthy"
+    RETRY_START_AFTER = "RetryStartAfter"  # a start failed; the next try waits its back-off
     WAIT = "Wait"
+
+
+@dataclass(frozen=True)
+class StartFailure:
+    """Starts of the desired generation that failed in a row for a cause that can heal
+    (``status.startFailure``): rkt failing or hanging, the image not in the store yet, a
+    lock, a missing Secret. ``restart``: the failing start replaces an exited pod."""
+
+    reason: str
+    message: str
+    attempts: int
+    since: datetime
+    last: datetime
+    restart: bool = False
+
+    def retry_at(self, backoff: Backoff) -> datetime:
+        """When the next try is due: the restart back-off, one step per failure."""
+        return self.last + timedelta(seconds=backoff.delay(self.attempts - 1))
+
+    def past_deadline(self, now: datetime, deadline_seconds: float) -> bool:
+        """Whether the starts have failed for the task's whole progress deadline."""
+        return now - self.since >= timedelta(seconds=deadline_seconds)
+
+
+def start_failed(
+    previous: StartFailure | None, *, reason: str, message: str, now: datetime, restart: bool
+) -> StartFailure:
+    """The record after one more failed start (the first of a streak starts it)."""
+    if previous is None:
+        return StartFailure(reason, message, attempts=1, since=now, last=now, restart=restart)
+    return replace(
+        previous,
+        reason=reason,
+        message=message,
+        attempts=previous.attempts + 1,
+        last=now,
+        restart=restart,
+    )
 
 
 @dataclass(frozen=True)
@@ -91,6 +138,7 @@ class Recorded:
     # A pod of an older generation that still stands for the desired one, because the spec
     # change since its launch only touched fields applied live (killTimeoutSeconds, probes).
     accepted_uuid: str | None = None
+    start_failure: StartFailure | None = None  # status.startFailure
 
 
 @dataclass(frozen=True)
@@ -145,6 +193,7 @@ class Decision:
     restarts: int = 0
     backoff_step: int = 0
     requeue_after: float | None = None  # seconds until something is due (restart back-off)
+    start_failure: StartFailure | None = None  # failed starts being retried (kept in status)
 
     @property
     def start(self) -> StartPod | None:
@@ -196,6 +245,7 @@ def decide(
     pods the agent stopped because their liveness probe failed; ``unhealthy``: running pods
     whose liveness probe failed (to be stopped)."""
     ordered = _newest_first(pods)
+    recorded, backoff = _counted(generation, recorded, ordered, backoff)
     current = [p for p in ordered if p.generation == generation or p.uuid == recorded.accepted_uuid]
     outdated = [p for p in ordered if p not in current]
     cleanup: list[StopPod | RemovePod] = []
@@ -254,12 +304,24 @@ def decide(
             else:
                 reason = Reason.WAIT
             return replace(base, reason=reason, actions=tuple(cleanup))
+        failure = _failure_of(recorded, generation)
+        wait = _retry_wait(failure, now, backoff)
+        if wait is not None:  # its launch failed: the next try waits its back-off
+            return replace(
+                base,
+                reason=Reason.RETRY_START_AFTER,
+                state=State.PENDING,
+                actions=tuple(cleanup),
+                requeue_after=wait,
+                start_failure=failure,
+            )
         start = StartPod(Reason.ADOPT_PREPARED)
         return replace(
             base,
             reason=Reason.ADOPT_PREPARED,
             state=State.PENDING,
             actions=(*cleanup, start),
+            start_failure=failure,
         )
 
     # 4. The newest finished pod of this generation carries the task's latest exit.
@@ -335,6 +397,33 @@ def decide(
             present=False,
             failure=True,
         )
+    failure = _failure_of(recorded, generation)
+    if failure is not None:
+        wait = _retry_wait(failure, now, backoff)
+        if wait is not None:
+            return Decision(
+                reason=Reason.RETRY_START_AFTER,
+                state=State.PENDING,
+                requeue_after=wait,
+                start_failure=failure,
+                actions=tuple(cleanup),
+                pod_uuid=recorded.uuid,
+                exit_code=recorded.exit_code,
+                finished_at=recorded.finished_at,
+                restarts=recorded.restarts,
+                backoff_step=backoff.step,
+            )
+        if failure.restart:  # the restart whose start failed, tried again
+            return Decision(
+                reason=Reason.RESTART,
+                state=State.PENDING,
+                actions=(*cleanup, StartPod(Reason.RESTART, restart=True)),
+                exit_code=recorded.exit_code,
+                finished_at=recorded.finished_at,
+                restarts=recorded.restarts + 1,
+                backoff_step=backoff.step + 1,
+                start_failure=failure,
+            )
     reason = Reason.REPLACE_OUTDATED if outdated else Reason.START
     new_generation = not same_generation
     return Decision(
@@ -343,7 +432,34 @@ def decide(
         actions=(*cleanup, StartPod(reason)),
         restarts=0 if new_generation else recorded.restarts,
         backoff_step=0 if new_generation else backoff.step,
+        start_failure=failure,
     )
+
+
+def _failure_of(recorded: Recorded, generation: int) -> StartFailure | None:
+    """The failed starts the status records for ``generation`` (none for another)."""
+    return recorded.start_failure if recorded.generation == generation else None
+
+
+def _counted(
+    generation: int, recorded: Recorded, ordered: Sequence[PodObservation], backoff: Backoff
+) -> tuple[Recorded, Backoff]:
+    """The restart count and back-off step, never behind what the task's pods carry: each
+    pod is stamped with the counts it was started with, before the status records it."""
+    stamped = [p.stamp for p in ordered if p.generation == generation and p.stamp is not None]
+    if not stamped:
+        return recorded, backoff
+    restarts = max(recorded.restarts, *(s.restarts for s in stamped))
+    return replace(recorded, restarts=restarts), replace(backoff, step=stamped[0].backoff_step)
+
+
+def _retry_wait(failure: StartFailure | None, now: datetime, backoff: Backoff) -> float | None:
+    """Seconds until the next try of a failed start is due; None when it is (or none
+    failed)."""
+    if failure is None:
+        return None
+    due = failure.retry_at(backoff)
+    return (due - now).total_seconds() if now < due else None
 
 
 def _after_exit(

@@ -205,8 +205,28 @@ class Reconciler:
             decision.actions,
         )  # fmt: skip
 
+        if decision.restarts > seen.recorded.restarts and decision.start is None:
+            # The pod carries a restart the status never recorded (the agent was killed, or
+            # the API was down, between preparing it and writing its UUID): count it now.
+            out.events.append(
+                Event(
+                    "Normal",
+                    "Restarting",
+                    f"pod {decision.pod_uuid} is restart {decision.restarts} of the task "
+                    "(read from the pod's stamp: it was started before the status said so)",
+                )
+            )
+
         # 4. Apply: stop and remove what must go, then start (or adopt and launch) the pod.
-        applied, status = await self.applier.apply(task, status, spec, decision, seen, out, logger)
+        try:
+            applied, status = await self.applier.apply(
+                task, status, spec, decision, seen, out, logger
+            )
+        except errors.RktTaskError as exc:
+            if decision.start is None or not exc.retryable:
+                raise
+            await self._start_failed(task, spec, decision, seen, exc, out, logger)
+            return
 
         # 5. Report what was applied (and keep the pod's log files within spec.logs).
         decision, pod = taskstate.reported(decision, seen, applied)
@@ -227,6 +247,7 @@ class Reconciler:
             fresh_port_map=applied.started.port_map if applied.started else None,
             readiness=readiness,
             killed=killed,
+            now=self.now(),
         )
         await self.status.write(task, status, summary, facts, out)
         out.requeue_after = decision.requeue_after
@@ -305,6 +326,41 @@ class Reconciler:
             self.settings.restart_backoff_max_seconds,
             step=step,
         )
+
+    async def _start_failed(
+        self,
+        task: Task,
+        spec: RktTaskSpec,
+        decision: plan.Decision,
+        seen: taskstate.Observed,
+        exc: errors.RktTaskError,
+        out: Outcome,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        """A start failed for a cause that can heal: record one more failed start, say why
+        and when the next try is (the restart back-off; Stalled past the progress deadline).
+        The timer's passes try again once it is due (``plan.decide``)."""
+        out.error = exc
+        status = self.status.freshest(task)  # the UUID may have been recorded meanwhile
+        facts = taskstate.facts_from_status(status)
+        message = getattr(exc, "message", None) or str(exc)
+        now = self.now()
+        start = decision.start
+        # A restart whose pod was never recorded is still to be counted.
+        restart = start is not None and start.restart and facts.restarts < decision.restarts
+        failure = plan.start_failed(
+            decision.start_failure, reason=exc.reason, message=message, now=now, restart=restart
+        )
+        summary, recorded = taskstate.start_failing(
+            failure, spec=spec, backoff=seen.backoff, now=now
+        )
+        logger.warning(
+            "start failed, retrying: reason=%s attempts=%d next_try=%s %s",
+            exc.reason, failure.attempts, c.format_time(failure.retry_at(seen.backoff)), message,
+        )  # fmt: skip
+        facts = replace(facts, start_failure=recorded)
+        await self.status.write(task, status, summary, facts, out)
+        out.requeue_after = (failure.retry_at(seen.backoff) - now).total_seconds()
 
     async def _report_error(
         self,

@@ -15,7 +15,17 @@ failed, no restart        Failed     False   False        True
 backing off to restart    Pending    False   True         False
 waiting for a dependency  Pending    False   True         False
 invalid spec / terminal   Failed     False   False        True
+start failing, retrying   Pending    False   True         False
+ ... past its deadline    Pending    False   False        True
 ========================  =========  ======  ===========  =======
+
+A start that fails for a cause that can heal (rkt failing or hanging, an image not in the
+store yet, a lock, a missing Secret) is retried with the restart back-off; the conditions
+carry the cause's reason (``PrepareFailed``, ``RktTimeout``, ``DependencyMissing``...) and
+``status.startFailure`` the count. Once the starts have failed for the task's
+``spec.progressDeadlineSeconds``, ``Stalled=True`` (reason ``ProgressDeadlineExceeded``)
+tells GitOps tools it failed, with ``Reconciling=False`` since kstatus reads a true
+Reconciling first; the retries go on, and the first start that succeeds clears it all.
 
 (1) The readiness probe has not succeeded yet (``ReadinessPending``) or failed
 (``ProbeFailed``): the agent has nothing left to do, so Reconciling stays False; kstatus
@@ -72,9 +82,12 @@ DEPENDENCY_MISSING = "DependencyMissing"  # = errors.DependencyError.reason
 READINESS_PENDING = "ReadinessPending"
 PROBE_FAILED = "ProbeFailed"
 LIVENESS_PROBE_FAILED = "LivenessProbeFailed"
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 # Reasons of a pod that exited: a Stalled condition with one of these is the task's outcome,
 # not a failure to act on the spec.
 EXIT_REASONS = frozenset({POD_FAILED, POD_LOST, LIVENESS_PROBE_FAILED})
+# Stalled reasons the agent keeps acting on (failed starts are still retried).
+RETRIED_STALLS = frozenset({PROGRESS_DEADLINE_EXCEEDED})
 
 # Status keys this agent owns; anything else under .status is left alone.
 OWNED_KEYS = (
@@ -93,6 +106,7 @@ OWNED_KEYS = (
     "exitCode",
     "stopSignal",
     "restarts",
+    "startFailure",
 )
 
 MAX_MESSAGE = 1024
@@ -248,6 +262,45 @@ def waiting(reason: str, message: str, *, phase: str = PENDING) -> Summary:
     return Summary(phase, reason, message, reconciling=True)
 
 
+@dataclass(frozen=True)
+class StartFailureFacts:
+    """``status.startFailure``: starts that failed in a row for a cause that can heal."""
+
+    reason: str
+    message: str
+    attempts: int
+    since: datetime
+    last: datetime
+    restart: bool = False
+
+    def as_status(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "message": _clip(self.message),
+            "attempts": self.attempts,
+            "since": format_time(self.since),
+            "last": format_time(self.last),
+            "restart": self.restart,
+        }
+
+
+def start_failing(
+    failure: StartFailureFacts, *, retry_at: datetime, stalled: bool, deadline_seconds: float
+) -> Summary:
+    """A start failed for a cause that can heal and is tried again at ``retry_at``;
+    ``stalled``: the starts have failed for the whole progress deadline."""
+    tries = "1 failed start" if failure.attempts == 1 else f"{failure.attempts} failed starts"
+    retry = f"next try at {format_time(retry_at)}"
+    if stalled:
+        text = (
+            f"no start succeeded within spec.progressDeadlineSeconds ({deadline_seconds:g}s): "
+            f"{failure.reason}: {failure.message}; {tries}, still retrying, {retry}"
+        )
+        return Summary(PENDING, PROGRESS_DEADLINE_EXCEEDED, text, stalled=True)
+    text = f"{failure.message}; {tries}, {retry}"
+    return Summary(PENDING, failure.reason, text, reconciling=True)
+
+
 def _condition(
     kind: str,
     holds: bool,
@@ -303,6 +356,7 @@ class PodFacts:
     exit_code: int | None = None
     restarts: int = 0
     stop_signal: str | None = None  # the agent stopped the pod: SIGTERM, or SIGKILL if forced
+    start_failure: StartFailureFacts | None = None
 
 
 def build_status(
@@ -338,6 +392,7 @@ def build_status(
         "finishedAt": format_time(pod.finished_at) if pod.finished_at else None,
         "exitCode": pod.exit_code,
         "stopSignal": pod.stop_signal,
+        "startFailure": pod.start_failure.as_status() if pod.start_failure else None,
     }
     status.update({k: v for k, v in optional.items() if v is not None})
     return {k: v for k, v in status.items() if v is not None}
@@ -395,7 +450,17 @@ def stalled_for(status: Mapping[str, Any] | None, generation: int) -> bool:
     return (
         is_true(status, STALLED, generation=generation)
         and cond is not None
-        and cond.get("reason") not in EXIT_REASONS
+        and cond.get("reason") not in EXIT_REASONS | RETRIED_STALLS
+    )
+
+
+def retrying_stalled(status: Mapping[str, Any] | None, generation: int) -> bool:
+    """Stalled past the progress deadline, still retrying a start for ``generation``."""
+    cond = condition(status, STALLED)
+    return (
+        is_true(status, STALLED, generation=generation)
+        and cond is not None
+        and cond.get("reason") in RETRIED_STALLS
     )
 
 
@@ -409,7 +474,7 @@ def settled_uuid(status: Mapping[str, Any] | None, generation: int) -> str | Non
         return None
     if cond.get("observedGeneration") != generation:
         return None
-    if stalled_for(status, generation):
+    if stalled_for(status, generation) or retrying_stalled(status, generation):
         return None
     uuid = status.get("uuid")
     return uuid if isinstance(uuid, str) and uuid else None

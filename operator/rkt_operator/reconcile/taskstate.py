@@ -25,7 +25,9 @@ from rkt_operator.rkt.types import PodObservation, TaskIdentity
 # Spec fields a running pod picks up without a restart (killTimeoutSeconds is only read
 # when the agent stops the pod; the probes are run by the agent from outside; logs goes to
 # the pod's supervisor, as Nomad's Update did).
-LIVE_FIELDS = frozenset({"killTimeoutSeconds", "readinessProbe", "livenessProbe", "logs"})
+LIVE_FIELDS = frozenset(
+    {"killTimeoutSeconds", "readinessProbe", "livenessProbe", "logs", "progressDeadlineSeconds"}
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ def recorded_from(status: Mapping[str, Any], *, accepted_uuid: str | None) -> pl
     else:
         state = None
     facts = facts_from_status(status)
+    failure = facts.start_failure
     return plan.Recorded(
         state=state,
         generation=_int(status.get("observedGeneration")),
@@ -176,6 +179,16 @@ def recorded_from(status: Mapping[str, Any], *, accepted_uuid: str | None) -> pl
         finished_at=facts.finished_at,
         restarts=facts.restarts,
         accepted_uuid=accepted_uuid,
+        start_failure=plan.StartFailure(
+            failure.reason,
+            failure.message,
+            attempts=failure.attempts,
+            since=failure.since,
+            last=failure.last,
+            restart=failure.restart,
+        )
+        if failure
+        else None,
     )
 
 
@@ -196,7 +209,55 @@ def facts_from_status(status: Mapping[str, Any]) -> c.PodFacts:
         exit_code=_int(status.get("exitCode")),
         restarts=_int(status.get("restarts")) or 0,
         stop_signal=_stop_signal(status.get("stopSignal")),
+        start_failure=_start_failure(status.get("startFailure")),
     )
+
+
+def _start_failure(value: object) -> c.StartFailureFacts | None:
+    """``status.startFailure`` read back (None when absent or not in the shape written)."""
+    if not isinstance(value, Mapping):
+        return None
+    reason, message = value.get("reason"), value.get("message")
+    attempts = _int(value.get("attempts"))
+    since, last = c.parse_time(value.get("since")), c.parse_time(value.get("last"))
+    if not isinstance(reason, str) or attempts is None or since is None or last is None:
+        return None
+    return c.StartFailureFacts(
+        reason=reason,
+        message=message if isinstance(message, str) else "",
+        attempts=attempts,
+        since=since,
+        last=last,
+        restart=value.get("restart") is True,
+    )
+
+
+def start_failing(
+    failure: plan.StartFailure,
+    *,
+    spec: RktTaskSpec,
+    backoff: plan.Backoff,
+    now: datetime,
+) -> tuple[c.Summary, c.StartFailureFacts]:
+    """The summary of starts failing for a cause that can heal, and what the status keeps
+    of them: Reconciling with the cause and the next try, or Stalled once they have failed
+    for the task's progress deadline."""
+    facts = c.StartFailureFacts(
+        reason=failure.reason,
+        message=failure.message,
+        attempts=failure.attempts,
+        since=failure.since,
+        last=failure.last,
+        restart=failure.restart,
+    )
+    deadline = spec.progress_deadline_seconds
+    summary = c.start_failing(
+        facts,
+        retry_at=failure.retry_at(backoff),
+        stalled=failure.past_deadline(now, deadline),
+        deadline_seconds=deadline,
+    )
+    return summary, facts
 
 
 def _stop_signal(value: object) -> str | None:
@@ -230,6 +291,7 @@ def describe(
     fresh_port_map: Mapping[str, int] | None = None,
     readiness: Verdict | None = None,
     killed: Verdict | None = None,
+    now: datetime | None = None,
 ) -> tuple[c.Summary, c.PodFacts]:
     """The status summary and pod facts for a decision. ``pod`` is the observation of the
     pod the decision names (if rkt still knows it); ``fresh_port_map`` comes from a start.
@@ -260,6 +322,22 @@ def describe(
         summary, facts = _ended(decision, pod, previous, kept, base, started_at, backoff, liveness)
         if facts.stop_signal:
             summary = c.stopped_by_agent(summary, facts.stop_signal, facts.exit_code)
+        return summary, facts
+    failure = decision.start_failure
+    if decision.reason is plan.Reason.RETRY_START_AFTER and failure is not None:
+        # A start failed: waiting for its back-off, keeping what the status said of the
+        # last pod (a failed restart is still a restart of that pod).
+        summary, recorded = start_failing(
+            failure, spec=spec, backoff=backoff, now=now or failure.last
+        )
+        facts = replace(
+            kept,
+            uuid=decision.pod_uuid,
+            restarts=decision.restarts,
+            exit_code=decision.exit_code,
+            finished_at=decision.finished_at,
+            start_failure=recorded,
+        )
         return summary, facts
     # Pending: a start is under way (or has to be retried).
     facts = replace(base, exit_code=decision.exit_code)

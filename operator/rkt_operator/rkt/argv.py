@@ -35,7 +35,7 @@ from rkt_operator.model.network import DNS_SPECIAL
 from rkt_operator.model.quantity import cpu_millicores, memory_megabytes
 from rkt_operator.model.resources import DEFAULT_CPU, DEFAULT_MEMORY
 from rkt_operator.model.spec import RktTaskSpec
-from rkt_operator.rkt.types import LaunchPlan, TaskDirs, TaskIdentity
+from rkt_operator.rkt.types import LaunchPlan, PodStamp, TaskDirs, TaskIdentity
 from rkt_operator.settings import Settings
 
 # Container paths of the three task directories (Nomad: NOMAD_ALLOC_DIR & co).
@@ -228,13 +228,16 @@ def build_launch_plan(
     identity: TaskIdentity,
     dirs: TaskDirs,
     env: Sequence[ResolvedVar],
+    stamp: PodStamp | None = None,
 ) -> LaunchPlan:
     """Translate one task into the commands that prepare and run its pod.
 
-    ``env`` is the task's complete environment, already resolved by the agent. Raises
+    ``env`` is the task's complete environment, already resolved by the agent; ``stamp``
+    the restart count and back-off step the pod is started with (none: a first start). Raises
     ``SpecError`` for what this node refuses (volumes) or what rkt cannot take.
     """
     global_flags = _global_flags(spec)
+    stamp = stamp or PodStamp()
     trust = None
     if spec.trust_prefix:
         trust = (
@@ -271,6 +274,8 @@ def build_launch_plan(
         prepare.append(f"--group={spec.group}")
     # Identity stamp, so the agent can find its pods again from `rkt list` alone.
     prepare += [f"--user-annotation={k}={v}" for k, v in identity.annotations().items()]
+    # The counts it is started with, so that a restart is never lost with an agent crash.
+    prepare += [f"--user-annotation={k}={v}" for k, v in stamp.annotations().items()]
     args = expand_args(spec.args, {name: var.value for name, var in merged.items()})
     if args:
         prepare += ["--", *args]

@@ -18,6 +18,10 @@ ANN_NAMESPACE = ANNOTATION_PREFIX + "namespace"
 ANN_NAME = ANNOTATION_PREFIX + "name"
 ANN_UID = ANNOTATION_PREFIX + "uid"
 ANN_GENERATION = ANNOTATION_PREFIX + "generation"
+# The restart count and back-off step a pod was started with: the task's counts survive an
+# agent killed before it recorded the pod in the status (``reconcile.plan`` reads them back).
+ANN_RESTARTS = ANNOTATION_PREFIX + "restarts"
+ANN_BACKOFF_STEP = ANNOTATION_PREFIX + "backoff-step"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,27 @@ class TaskIdentity:
         (lowercase hex and single dashes) and unique per object, so two tasks never share
         a volume name (Nomad used ``<allocID>-<task>``)."""
         return self.uid.lower()
+
+
+@dataclass(frozen=True)
+class PodStamp:
+    """The counts a pod was started with: the task's restart count and back-off step."""
+
+    restarts: int = 0
+    backoff_step: int = 0
+
+    def annotations(self) -> dict[str, str]:
+        return {ANN_RESTARTS: str(self.restarts), ANN_BACKOFF_STEP: str(self.backoff_step)}
+
+    @classmethod
+    def from_annotations(cls, annotations: Mapping[str, str]) -> PodStamp | None:
+        """The stamp read back from a pod's annotations (rkt output: untrusted), or None
+        when absent or not two small non-negative integers."""
+        values = (annotations.get(ANN_RESTARTS), annotations.get(ANN_BACKOFF_STEP))
+        if any(v is None or not v.isascii() or not v.isdigit() or len(v) > 9 for v in values):
+            return None
+        restarts, step = (int(v or 0) for v in values)
+        return cls(restarts=restarts, backoff_step=step)
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,8 @@ class PodObservation:
     # The signal the agent stopped the pod with (SIGTERM, or SIGKILL when forced), when the
     # agent stopped it; None when the app ended by itself.
     stop_signal: str | None = None
+    # The restart count and back-off step stamped on the pod (None: not stamped).
+    stamp: PodStamp | None = None
 
     @property
     def generation(self) -> int:

@@ -1,0 +1,329 @@
+"""``kubectl rkt`` on a real node: the chart installed by helm and run by a real kubelet +
+containerd, a task on real rkt, and every plugin command run by a user whose kubeconfig holds
+nothing but the chart's plugin roles (``rkt-operator-task-operator`` in the task's namespace,
+``rkt-operator-agent-exec`` in the agents'), through the API server's ``pods/exec`` into the
+agent container and the node command there.
+
+The steps share one node, one release and one task (module scope, the scenario of
+test_real_node.py), in order; the restart comes last because it replaces the task's pod.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_real_node import (  # the module-scoped scenario fixture and its helpers
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    TASKS,
+    WAIT,
+    Scenario,
+    scenario,
+)
+
+from rkt_devkit.aci import build_aci
+from rkt_devkit.kube import wait_for
+
+pytestmark = [pytest.mark.node, pytest.mark.timeout(900)]
+__all__ = ["scenario"]  # re-exported for pytest: the fixture these steps share
+
+BIN = Path(sys.executable).parent
+TASK = "kv-server"
+USER = "day2"
+# Says each tick, answers HUP, and exits 3 once when the test drops /local/crash.
+APP = (
+    "trap 'echo got-hup' HUP; echo started; echo err-started >&2; i=0; "
+    "while true; do i=$((i+1)); echo tick-$i; "
+    "if [ -f /local/crash ]; then rm -f /local/crash; echo crashing; exit 3; fi; "
+    "sleep 0.5; done"
+)
+TICK = re.compile(r"^tick-(\d+)$")
+# Real rkt's host stage1 runs the app under systemd, which forwards the app's stdout and stderr
+# through its journal to the pod's console, the stdout log file: "[uptime] app[pid]: text".
+CONSOLE = re.compile(r"^\[\s*\d+\.\d+\] [^\s\[]+\[\d+\]: ")
+
+
+def _task_manifest(image: Path) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "rktoperator.io/v1alpha1",
+            "kind": "RktTask",
+            "metadata": {"name": TASK, "namespace": TASKS},
+            "spec": {
+                "nodeName": "rkt-node",
+                "image": str(image),
+                "restartPolicy": "Always",
+                "killTimeoutSeconds": 5,
+            },
+        }
+    )
+
+
+def _env(s: Scenario) -> dict[str, str]:
+    kubectl_dir = s.plane.binary("kubectl").parent
+    return {
+        **os.environ,
+        "PATH": f"{kubectl_dir}:{BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "KUBECACHEDIR": str(s.state / "kubectl-cache"),  # not the user's ~/.kube/cache
+    }
+
+
+def _argv(s: Scenario, *args: str) -> list[str]:
+    """``kubectl rkt ARGS`` with the plugin user's kubeconfig (kubectl finds kubectl-rkt)."""
+    config = s.observed["plugin_kubeconfig"]
+    return ["kubectl", "rkt", f"--kubeconfig={config}", f"--namespace={TASKS}", *args]
+
+
+def rkt(s: Scenario, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _argv(s, *args), input=input, capture_output=True, text=True, env=_env(s),
+        timeout=WAIT, check=False,
+    )  # fmt: skip
+
+
+def rkt_until(
+    s: Scenario, args: list[str], ok: Callable[[subprocess.CompletedProcess[str]], bool], what: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kubectl rkt ARGS`` until ``ok`` holds for its result; the failure names the last
+    result and the agent's state."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        done = rkt(s, *args)
+        if ok(done):
+            return done
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"kubectl rkt {' '.join(args)}: never {what}; last exit {done.returncode}\n"
+                f"stdout: {done.stdout[-1500:]}\nstderr: {done.stderr[-1500:]}\n"
+                f"{s.diagnostics()}"
+            )
+        time.sleep(1)
+
+
+def app_lines(text: str) -> list[str]:
+    """The app's lines in a pod's output, without the console's prefixes."""
+    return [CONSOLE.sub("", line) for line in text.splitlines()]
+
+
+def _ticks(text: str) -> list[int]:
+    return [int(m[1]) for line in app_lines(text) if (m := TICK.fullmatch(line))]
+
+
+def _needs(s: Scenario, key: str) -> Any:
+    assert key in s.observed, f"needs {key} from an earlier step"
+    return s.observed[key]
+
+
+def test_agent_task_and_a_user_with_only_the_plugins_roles(
+    scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    s = scenario
+    tag = s.inputs.agent_image.rsplit(":", 1)[1]
+    s.helm(
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace",
+        "--values", s.values(tag),
+    )  # fmt: skip
+    s.observed["agent"] = s.ready_agent()
+    image = build_aci(
+        s.state / "images" / "kv.aci", name="example.com/kv", exec=["/bin/sh", "-c", APP]
+    )
+    s.kubectl("apply", "-f", "-", input=_task_manifest(image))
+    task = s.ready_task(TASK)
+    s.observed["task"] = task
+    # The user: a ServiceAccount bound to the chart's plugin roles, and nothing else.
+    s.kubectl("create", "serviceaccount", USER, f"--namespace={TASKS}")
+    subject = f"--serviceaccount={TASKS}:{USER}"
+    s.kubectl("create", "rolebinding", f"{USER}-tasks", "--clusterrole=rkt-operator-task-operator",
+              subject, f"--namespace={TASKS}")  # fmt: skip
+    s.kubectl("create", "rolebinding", f"{USER}-agents", "--role=rkt-operator-agent-exec",
+              subject, f"--namespace={NAMESPACE}")  # fmt: skip
+    token = s.plane.create_token(TASKS, USER)
+    path = tmp_path_factory.mktemp("plugin-user") / "kubeconfig"
+    s.observed["plugin_kubeconfig"] = s.plane.kubeconfig_for_token(token, path)
+    # What else that kubeconfig may do: not even list the tasks' pods or read a Secret.
+    denied = s.plane.kubectl("get", "secrets", f"--namespace={TASKS}", kubeconfig=path, check=False)
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+
+
+def test_logs_of_a_running_task_whole_tail_and_stderr(scenario: Scenario) -> None:
+    _needs(scenario, "task")
+    done = rkt_until(
+        scenario, ["logs", TASK], lambda d: d.returncode == 0 and len(_ticks(d.stdout)) >= 3,
+        "three ticks",
+    )  # fmt: skip
+    # The app's output from its first line (rkt's stage1 may add lines of its own around it).
+    lines = app_lines(done.stdout)
+    assert "started" in lines, done.stdout[:1000]
+    assert _ticks(done.stdout)[:3] == [1, 2, 3], done.stdout[:1000]
+    tail = rkt(scenario, "logs", TASK, "--tail=2")
+    assert tail.returncode == 0, tail.stderr
+    lines = app_lines(tail.stdout)
+    assert len(lines) == 2
+    assert all(TICK.fullmatch(line) for line in lines), lines
+    assert _ticks(tail.stdout)[1] == _ticks(tail.stdout)[0] + 1
+    # The pod's other stream: what rkt and its stage1 wrote there (the app's stderr goes
+    # through the journal to the console like its stdout, on real rkt).
+    err = rkt(scenario, "logs", TASK, "--stderr")
+    assert err.returncode == 0, err.stderr
+    assert "tick-" not in err.stdout
+    assert "err-started" in app_lines(done.stdout) + app_lines(err.stdout)
+    since = rkt(scenario, "logs", TASK, "--since=10m", "--tail=1")
+    assert _ticks(since.stdout), since.stdout
+
+
+def test_logs_follow_streams_new_output(scenario: Scenario) -> None:
+    """The acceptance's first half: ``kubectl rkt logs -f`` streams the app's output."""
+    _needs(scenario, "task")
+    before = max(_ticks(rkt(scenario, "logs", TASK).stdout))
+    follow = subprocess.Popen(
+        _argv(scenario, "logs", "-f", TASK), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=_env(scenario), start_new_session=True,
+    )  # fmt: skip
+    assert follow.stdout is not None
+    seen: list[int] = []
+    try:
+        deadline = time.monotonic() + WAIT
+        while not [n for n in seen if n >= before + 4] and time.monotonic() < deadline:
+            ready, _, _ = select.select([follow.stdout], [], [], 5)
+            if ready:
+                line = follow.stdout.readline().decode()
+                assert line, f"the stream ended: {follow.stderr.read() if follow.stderr else ''}"
+                seen += _ticks(line)
+    finally:
+        os.killpg(follow.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        try:
+            follow.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            follow.kill()
+            follow.wait()
+        follow.stdout.close()
+        if follow.stderr is not None:
+            follow.stderr.close()
+    assert [n for n in seen if n >= before + 4], f"no new ticks after tick-{before}: {seen[-5:]}"
+    # Written after the command started, in order, none lost.
+    assert seen == list(range(seen[0], seen[-1] + 1))
+
+
+def test_exec_with_stdin_and_a_non_zero_exit_code(scenario: Scenario) -> None:
+    _needs(scenario, "task")
+    done = rkt(
+        scenario, "exec", "-i", TASK, "--", "/bin/sh", "-c", "cat; echo to-stderr >&2; exit 5",
+        input="hello from stdin\n",
+    )  # fmt: skip
+    assert done.returncode == 5, done.stderr
+    assert done.stdout == "hello from stdin\n"
+    assert "to-stderr" in done.stderr
+    # The command runs in the task's pod (its root filesystem, its /local).
+    inside = rkt(scenario, "exec", TASK, "--", "/bin/sh", "-c", "ls /local >/dev/null && echo in")
+    assert (inside.returncode, inside.stdout) == (0, "in\n"), inside.stderr
+
+
+def _read_until(fd: int, wanted: str, deadline: float) -> str:
+    """Read the terminal until ``wanted`` shows, answering the cursor position queries a
+    line editor sends (busybox's ash asks before each prompt), as a terminal emulator does."""
+    seen = ""
+    while wanted not in seen:
+        assert time.monotonic() < deadline, f"never saw {wanted!r} on the terminal: {seen!r}"
+        ready, _, _ = select.select([fd], [], [], 2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096).decode(errors="replace")
+            except OSError:  # EIO: the other side closed
+                break
+            seen += chunk
+            for _ in range(chunk.count("\x1b[6n")):
+                os.write(fd, b"\x1b[1;1R")
+    return seen
+
+
+def test_exec_tty_session_through_a_pseudo_terminal(scenario: Scenario) -> None:
+    """The acceptance's second half: ``kubectl rkt exec -it TASK -- /bin/sh`` is interactive."""
+    _needs(scenario, "task")
+    main, side = os.openpty()
+    shell = subprocess.Popen(
+        _argv(scenario, "exec", "-it", TASK, "--", "/bin/sh"),
+        stdin=side, stdout=side, stderr=side, env={**_env(scenario), "TERM": "xterm"},
+        start_new_session=True,
+    )  # fmt: skip
+    os.close(side)
+    try:
+        deadline = time.monotonic() + WAIT
+        # Typed once the shell prompts (a shell setting up its terminal drops earlier input).
+        _read_until(main, "# ", deadline)
+        # The typed line is echoed as typed; only the shell's answer holds the sum. test -t:
+        # the shell's stdin is a terminal.
+        os.write(main, b"test -t 0 && echo on-a-terminal-$((40+2))\r")
+        _read_until(main, "on-a-terminal-42", deadline)
+        os.write(main, b"exit 3\r")
+        assert shell.wait(timeout=WAIT) == 3
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+        os.close(main)
+
+
+def test_signal_reaches_the_app(scenario: Scenario) -> None:
+    task = _needs(scenario, "task")
+    done = rkt(scenario, "signal", TASK, "HUP")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"sent SIGHUP to {TASKS}/{TASK} (pod {task['status']['uuid']})"
+    rkt_until(scenario, ["logs", TASK], lambda d: "got-hup" in d.stdout, "the HUP trap's line")
+    assert scenario.task(TASK)["status"]["uuid"] == task["status"]["uuid"]
+
+
+def test_stats_and_describe(scenario: Scenario) -> None:
+    task = _needs(scenario, "task")
+    uuid = task["status"]["uuid"]
+    done = rkt(scenario, "stats", TASK)
+    assert done.returncode == 0, done.stderr
+    sample = json.loads(done.stdout)
+    assert (sample["uuid"], sample["namespace"], sample["name"]) == (uuid, TASKS, TASK)
+    assert sample["rssBytes"] > 0
+    assert sample["processes"] >= 2
+    described = rkt(scenario, "describe", TASK)
+    assert described.returncode == 0, described.stderr
+    assert re.search(rf"^Name:\s+{TASK}$", described.stdout, re.MULTILINE), described.stdout
+    table = described.stdout.split('Pods on node "rkt-node" (as rkt reports them):\n', 1)[1]
+    header, row, *_ = table.splitlines()
+    assert header.split()[:2] == ["UUID", "STATE"]
+    assert row.split()[:2] == [uuid, "running"]
+
+
+def test_previous_pods_logs_after_a_restart(scenario: Scenario) -> None:
+    task = _needs(scenario, "task")
+    first = task["status"]["uuid"]
+    local = scenario.state / "tasks" / TASKS / f"{TASK}-{task['metadata']['uid']}" / "local"
+    (local / "crash").write_text("")
+    restarted = wait_for(
+        lambda: (t := scenario.ready_task(TASK))["status"]["uuid"] != first and t,
+        timeout=WAIT, interval=1, what="the task restarted in a new pod",
+    )  # fmt: skip
+    assert restarted["status"]["restarts"] == 1
+    previous = rkt(scenario, "logs", "--previous", TASK)
+    assert previous.returncode == 0, previous.stderr
+    before = app_lines(previous.stdout)
+    assert {"started", "tick-1", "crashing", "got-hup"} <= set(before), previous.stdout[-1000:]
+    current = rkt_until(
+        scenario, ["logs", TASK], lambda d: "tick-1" in app_lines(d.stdout), "the new pod's output"
+    )
+    assert "crashing" not in app_lines(current.stdout)
+    assert "got-hup" not in app_lines(current.stdout)
+    # Its last lines: the app's last words (and whatever stage1 said as the pod ended).
+    tail = app_lines(rkt(scenario, "logs", "-p", "--tail=20", TASK).stdout)
+    assert len(tail) <= 20
+    assert "crashing" in tail
