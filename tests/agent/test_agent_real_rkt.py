@@ -239,20 +239,17 @@ def test_agent_killed_during_a_start_adopts_the_pod(
 ) -> None:
     agent = start_real_agent(real_node, start_agent)
     apply(kubectl, namespace, task("adopted", real_node.name, real_images["sleeper"]))
-    # The UUID is recorded (Preparing) before the launch: kill the agent at that moment.
-    wait_for(
-        lambda: (get(kubectl, namespace, "adopted") or {}).get("status", {}).get("uuid"),
-        timeout=WAIT,
-        what="the pod's UUID in status",
-    )
+    # Kill the agent as soon as rkt lists the pod (prepared or launching), before the status
+    # names it: the restarted agent finds it by the task identity it carries, no second pod.
+    wait_for(lambda: pods(real_node), timeout=WAIT, what="the pod in rkt list")
     agent.kill()
-    recorded = (get(kubectl, namespace, "adopted") or {})["status"]["uuid"]
+    first = [p["name"] for p in pods(real_node)]
     agent.start()
     obj = wait_task(kubectl, namespace, "adopted", phase_is("Running"), what="Running")
-    assert obj["status"]["uuid"] == recorded
+    assert [obj["status"]["uuid"]] == first
     assert obj["status"]["restarts"] == 0
     time.sleep(3)  # a few resyncs: still exactly one pod
-    assert live(real_node) == [recorded]
+    assert live(real_node) == first
     delete_and_wait(kubectl, namespace, "adopted")
     assert pods(real_node) == []
 

@@ -10,6 +10,7 @@ the status of an object handed in by a watch that has not caught up with our own
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Any, Literal, Protocol
 from rkt_operator import envrefs, errors
 from rkt_operator.reconcile import status as c
 from rkt_operator.reconcile.taskstate import Task
+
+log = logging.getLogger(__name__)
 
 
 class StatusApi(envrefs.ValueSource, Protocol):
@@ -100,6 +103,8 @@ class StatusWriter:
         patch = c.status_patch(current, desired)
         if not patch:
             return current
+        # Which fields changed (names only: values may be long), to account for each write.
+        log.debug("status write task=%s/%s fields=%s", task.namespace, task.name, sorted(patch))
         written = await self.api.patch_task_status(task.namespace, task.name, patch)
         out.writes += 1
         ready = c.condition(current, c.READY) or {}
