@@ -38,7 +38,7 @@ from agentlib import Agent, apply, events, task
 from rkt_devkit.aci import build_aci
 from rkt_devkit.controlplane import ControlPlane
 from rkt_devkit.demo_nodes import SimNode
-from rkt_devkit.kube import unique_name, wait_for
+from rkt_devkit.kube import WaitTimeout, unique_name, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -217,6 +217,7 @@ def test_chaos(plane: ControlPlane, tmp_path: Path, request: pytest.FixtureReque
         if not agent.alive:
             agent.start()
         uids: dict[str, str] = {}
+        why_not: list[str] = []  # what the last look found unconverged (for the failure)
 
         def converged() -> dict[str, Any] | None:
             objs = _tasks(plane, namespace)
@@ -224,23 +225,37 @@ def test_chaos(plane: ControlPlane, tmp_path: Path, request: pytest.FixtureReque
             live = [p for p in pods if p.get("state") in ("running", "prepared")]
             running = {p["name"]: _owner(p) for p in live if p.get("state") == "running"}
             per_task = Counter(_owner(p) for p in live)
+            why_not.clear()
             for name in names:
                 obj = objs.get(name)
                 status = (obj or {}).get("status") or {}
-                if status.get("phase") != "Running":
-                    return None
                 uid = obj["metadata"]["uid"] if obj else ""
-                if running.get(status.get("uuid")) != uid or per_task[uid] != 1:
-                    return None
-                if status.get("restarts") != kills[uid]:
-                    return None
-                uids[name] = uid
-            return {"objs": objs, "pods": pods}
+                conditions = [
+                    (c.get("type"), c.get("status"), c.get("reason"))
+                    for c in status.get("conditions") or []
+                ]
+                on_its_pod = running.get(status.get("uuid")) == uid and per_task[uid] == 1
+                if (
+                    status.get("phase") != "Running"
+                    or not on_its_pod
+                    or status.get("restarts") != kills[uid]
+                ):
+                    why_not.append(
+                        f"{name}: phase={status.get('phase')} uuid={status.get('uuid')} "
+                        f"restarts={status.get('restarts')} kills={kills[uid]} "
+                        f"live pods={per_task[uid]} on its pod={on_its_pod} "
+                        f"a killed pod={status.get('uuid') in killed_pods} {conditions}"
+                    )
+                else:
+                    uids[name] = uid
+            return None if why_not else {"objs": objs, "pods": pods}
 
         settle_started = time.monotonic()
         try:
             final = wait_for(converged, timeout=120 + 3 * n_tasks, interval=2,
                              what="every task Running on one pod of its own")  # fmt: skip
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}; not converged: {why_not}") from None
         finally:
             figures["settle_seconds"] = round(time.monotonic() - settle_started, 1)
         objs = final["objs"]

@@ -32,6 +32,7 @@ def test_template_passes_server_side_validation(
         "serviceaccount",
         "clusterrole.rbac.authorization.k8s.io",
         "clusterrolebinding.rbac.authorization.k8s.io",
+        "role.rbac.authorization.k8s.io",  # the plugin's pods/exec on the agent (unbound)
         "validatingadmissionpolicy.admissionregistration.k8s.io",
         "validatingadmissionpolicybinding.admissionregistration.k8s.io",
         "daemonset.apps",

@@ -232,6 +232,11 @@ def test_an_agent_cannot_bind_a_task_not_even_to_its_own_node(
     agent = AsAgent(
         control_plane, _pod_bound_token(control_plane, cluster, pod), tmp_path / "kubeconfig"
     )
+    # The policy is new with this release: wait until the API server enforces it (a write
+    # to the other node's task is refused) before the bind, which must be refused at once.
+    other = f"task-{cluster.node_b}"
+    wait_for(lambda: _refused(agent.patch_status(cluster.namespace, other)), timeout=60,
+             interval=1.0, what="the node-confinement policy in force")  # fmt: skip
     done = agent.bind(cluster.namespace, "unbound", cluster.node_a)
     assert _refused(done), done.message
     task = json.loads(

@@ -211,6 +211,36 @@ async def test_a_restart_whose_start_failed_is_counted_once_when_it_is_made(
     assert "restart 1" in restarting[0].message
 
 
+async def test_a_failed_observation_during_the_back_off_does_not_lose_the_restart(
+    settings: Settings, executor: Executor, api: RecordingApi, clock: Clock, images: dict[str, Path]
+) -> None:
+    loop = Reconciler(settings=settings, executor=executor, api=api, clock=clock)
+    api.create("web", images["sleeper"], uid=UID, restartPolicy="Always")
+    await loop.reconcile(api.get("web"))
+    first = api.get("web")["status"]["uuid"]
+    await executor.stop(first, kill_timeout=1)  # the app exits
+    clock.catch_up()
+    await loop.reconcile(api.get("web"))
+    assert condition(api.get("web")["status"], "Reconciling")["reason"] == "CrashLoopBackOff"
+    set_faults(settings, {"list": [{"action": "garbage", "times": 1}]})
+    loop.pods.invalidate()
+
+    held = await loop.reconcile(api.get("web"))  # rkt's listing is garbled this once
+
+    assert held.error is not None
+    status = api.get("web")["status"]
+    assert condition(status, "Reconciling")["reason"] == "CrashLoopBackOff"
+    clock.advance(settings.restart_backoff_seconds)
+
+    made = await loop.reconcile(api.get("web"))
+
+    assert made.error is None
+    status = api.get("web")["status"]
+    assert (status["phase"], status["restarts"]) == ("Running", 1)
+    assert status["uuid"] != first
+    assert [e.reason for e in made.events].count("Restarting") == 1
+
+
 class ApiDown(Exception):
     """The API went away (or the agent died) at the write that records a new pod."""
 

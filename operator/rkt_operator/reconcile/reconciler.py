@@ -382,4 +382,9 @@ class Reconciler:
         logger.warning("task held back: reason=%s %s", exc.reason, message)
         if status.get("phase") == c.RUNNING and not isinstance(exc, errors.DependencyError):
             return  # the pod runs; a failed observation is no news for the status
+        if taskstate.recorded_from(status, accepted_uuid=None).state is plan.State.BACKOFF:
+            # CrashLoopBackOff is what the next pass restarts (and counts) from: overwritten
+            # by this reason, the exit would be forgotten and the restart made as a first
+            # start, uncounted (found by the chaos test: a garbled `rkt list` in back-off).
+            return
         await self.status.write(task, status, c.waiting(exc.reason, message), facts, out)
