@@ -679,3 +679,33 @@ def test_counts_never_go_backwards_and_other_generations_stamps_do_not_count() -
         backoff=BACKOFF,
     )
     assert decision.restarts == 5
+
+
+def test_a_failed_launch_of_an_adopted_restart_is_still_a_restart_to_count() -> None:
+    # The agent prepared restart 1 and died; the next one adopts the stamped prepared pod.
+    decision = plan.decide(
+        generation=1,
+        policy=RestartPolicy.ALWAYS,
+        recorded=Recorded(state=State.RUNNING, generation=1, uuid="old", restarts=0),
+        pods=[stamped(prepared("new"), restarts=1, step=1)],
+        now=NOW,
+        backoff=Backoff(10, 300, step=0),
+    )
+    assert decision.reason is Reason.ADOPT_PREPARED
+    assert decision.restarts == 1
+    # Its launch fails (found by the chaos test): the failure must keep the restart to count.
+    assert plan.restart_to_count(decision, recorded_restarts=0)
+    assert not plan.restart_to_count(decision, recorded_restarts=1)
+
+
+def test_a_failed_first_start_is_no_restart() -> None:
+    decision = plan.decide(
+        generation=1,
+        policy=RestartPolicy.ALWAYS,
+        recorded=Recorded(),
+        pods=[],
+        now=NOW,
+        backoff=BACKOFF,
+    )
+    assert decision.reason is Reason.START
+    assert not plan.restart_to_count(decision, recorded_restarts=0)

@@ -524,6 +524,13 @@ def _after_exit(
     )
 
 
+def restart_to_count(decision: Decision, recorded_restarts: int) -> bool:
+    """Whether a failed start of ``decision`` is a restart the status has not counted yet:
+    a restart (made or tried again), or a restarted pod adopted from its stamp, whose count
+    is above the status's. Its failure record keeps it to be counted when a start succeeds."""
+    return decision.start is not None and decision.restarts > recorded_restarts
+
+
 def started(decision: Decision, *, uuid: str, running: bool, recorded: Recorded) -> Decision:
     """What the task is once the decided start was applied: pod ``uuid`` runs, or (not
     running yet, or already exited) the start stays under way and the next pass looks at the

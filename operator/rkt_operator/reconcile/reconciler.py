@@ -345,9 +345,8 @@ class Reconciler:
         facts = taskstate.facts_from_status(status)
         message = getattr(exc, "message", None) or str(exc)
         now = self.now()
-        start = decision.start
         # A restart whose pod was never recorded is still to be counted.
-        restart = start is not None and start.restart and facts.restarts < decision.restarts
+        restart = plan.restart_to_count(decision, facts.restarts)
         failure = plan.start_failed(
             decision.start_failure, reason=exc.reason, message=message, now=now, restart=restart
         )
