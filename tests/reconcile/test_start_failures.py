@@ -178,16 +178,26 @@ async def test_a_missing_secret_is_waited_for_with_the_back_off(
     assert "s3cr3t-value" not in repr(api.patches)
 
 
-async def test_a_restart_whose_start_failed_is_counted_once_when_it_is_made(
+async def in_back_off(
     settings: Settings, executor: Executor, api: RecordingApi, clock: Clock, images: dict[str, Path]
-) -> None:
+) -> tuple[Reconciler, str]:
+    """An Always task whose first pod ran and exited: its status says CrashLoopBackOff.
+    Returns the loop and the exited pod's UUID."""
     loop = Reconciler(settings=settings, executor=executor, api=api, clock=clock)
     api.create("web", images["sleeper"], uid=UID, restartPolicy="Always")
     await loop.reconcile(api.get("web"))
     first = api.get("web")["status"]["uuid"]
     await executor.stop(first, kill_timeout=1)  # the app exits
     clock.catch_up()
-    await loop.reconcile(api.get("web"))  # CrashLoopBackOff
+    await loop.reconcile(api.get("web"))
+    assert condition(api.get("web")["status"], "Reconciling")["reason"] == "CrashLoopBackOff"
+    return loop, first
+
+
+async def test_a_restart_whose_start_failed_is_counted_once_when_it_is_made(
+    settings: Settings, executor: Executor, api: RecordingApi, clock: Clock, images: dict[str, Path]
+) -> None:
+    loop, first = await in_back_off(settings, executor, api, clock, images)
     set_faults(settings, {"prepare": [{**PREPARE_REFUSED, "times": 1}]})
     clock.advance(settings.restart_backoff_seconds)
 
@@ -214,14 +224,7 @@ async def test_a_restart_whose_start_failed_is_counted_once_when_it_is_made(
 async def test_a_failed_observation_during_the_back_off_does_not_lose_the_restart(
     settings: Settings, executor: Executor, api: RecordingApi, clock: Clock, images: dict[str, Path]
 ) -> None:
-    loop = Reconciler(settings=settings, executor=executor, api=api, clock=clock)
-    api.create("web", images["sleeper"], uid=UID, restartPolicy="Always")
-    await loop.reconcile(api.get("web"))
-    first = api.get("web")["status"]["uuid"]
-    await executor.stop(first, kill_timeout=1)  # the app exits
-    clock.catch_up()
-    await loop.reconcile(api.get("web"))
-    assert condition(api.get("web")["status"], "Reconciling")["reason"] == "CrashLoopBackOff"
+    loop, first = await in_back_off(settings, executor, api, clock, images)
     set_faults(settings, {"list": [{"action": "garbage", "times": 1}]})
     loop.pods.invalidate()
 
