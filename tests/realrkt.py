@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 NSPAWN_SHIM_DIR = ROOT / "helm" / "node"  # host setup for hosts without systemd as PID 1
 
@@ -90,3 +92,13 @@ def leftovers(
     before: dict[str, frozenset[str]], after: dict[str, frozenset[str]]
 ) -> dict[str, list[str]]:
     return {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+
+
+def require_root(what: str, *tools: str) -> None:
+    """Tiers outside the real-rkt one that need root (and host tools) fail, never skip: the
+    default suite runs as root (README), so a missing privilege is a set-up error."""
+    if os.geteuid() != 0:
+        pytest.fail(f"{what} needs root: run the suite as root (make test)", pytrace=False)
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"{what} needs {', '.join(missing)} (make system-deps)", pytrace=False)

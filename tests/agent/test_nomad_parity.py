@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from agentlib import (
     wait_task,
 )
 
+import realrkt
 from rkt_devkit.demo_nodes import SimNode
 from rkt_devkit.kube import Kubectl, wait_for
 
@@ -40,8 +40,7 @@ def link_local_network(namespace: str) -> Iterator[str]:
     """A CNI network whose addresses are link-local: rkt reports them, discovery skips them
     (only global-unicast addresses count), so a pod on it never gets an IP. Written where
     rkt's run-prepared reads user networks (the host's /etc/rkt/net.d), removed after."""
-    if os.geteuid() != 0:
-        pytest.skip("writes /etc/rkt/net.d: needs root")
+    realrkt.require_root("writing /etc/rkt/net.d")
     name = f"ll{namespace[-8:]}".replace("-", "")
     net_d = Path("/etc/rkt/net.d")
     created = [d for d in (net_d.parent, net_d) if not d.exists()]

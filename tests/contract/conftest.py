@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from contractlib import GpgKey, Images, Keys, Rkt, sim_path
 
+import realrkt
 from rkt_devkit.aci import build_aci
 
 
@@ -82,8 +82,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 def host_net_conf(rkt: Rkt) -> Iterator[Callable[[str, dict[str, Any]], None]]:
     """Write a CNI network into the host's /etc/rkt/net.d for one test, then remove it (and
     the bridge a bridge network leaves, which rkt's teardown does not delete)."""
-    if os.geteuid() != 0:
-        pytest.skip("writes /etc/rkt/net.d: needs root")
+    realrkt.require_root("writing /etc/rkt/net.d")
     written: list[tuple[Path, str | None]] = []
     created_dirs: list[Path] = []
 

@@ -33,6 +33,7 @@ import psutil
 import pytest
 from test_executor_crash import DRIVER, request_file
 
+import realrkt
 from rkt_operator import errors
 from rkt_operator.executor import files, hostns
 from rkt_operator.executor.service import Executor
@@ -48,10 +49,7 @@ NSPAWN_WRAPPER = REPO / "helm" / "node" / "systemd-nspawn"
 
 
 def _needs_root() -> None:
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("the escape tests need root and unshare(1) in CI")
-        pytest.skip("needs root (cgroups, namespaces) and unshare(1)")
+    realrkt.require_root("the escape tests (cgroups, namespaces)", "unshare")
 
 
 def _mnt_ns(pid: int | str) -> int:

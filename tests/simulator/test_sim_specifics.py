@@ -4,7 +4,6 @@ settings file, the pod log, the shutdown grace, and the unprivileged approximati
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from simlib import Sim
+
+import realrkt
 
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 
@@ -165,8 +166,8 @@ def test_unprivileged_mode_runs_apps_in_the_rootfs(shell_aci: Path, open_dir: Pa
     )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the check needs an unprivileged user to switch to")
 def test_unprivileged_use_is_refused_by_default(sim: Sim, tmp_path: Path) -> None:
+    realrkt.require_root("switching to an unprivileged user", "setpriv")
     tmp_path.chmod(0o777)
     done = subprocess.run(
         [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups", *sim.argv("prepare", "x")],
