@@ -171,7 +171,7 @@ class Applier:
             finally:
                 self.pods.invalidate()
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
-        if decision.restarts > taskstate.facts_from_status(status).restarts:
+        if plan.restart_to_count(decision, taskstate.facts_from_status(status).restarts):
             # Once the pod exists: a restart whose start failed is not one yet. The exit is
             # named too: when it is seen only after its back-off has already run out, no
             # CrashLoopBackOff status is written in between.
