@@ -480,7 +480,18 @@ def test_previous_pods_logs_after_a_restart(scenario: Scenario) -> None:
     task = _needs(scenario, "task")
     first = task["status"]["uuid"]
     local = scenario.state / "tasks" / TASKS / f"{TASK}-{task['metadata']['uid']}" / "local"
+    # A follower of the pod that is about to exit ends with it (kubectl's input held open by
+    # the plugin does not keep the session alive).
+    follow, _ = _start_follow(scenario, _last_tick(scenario))
     (local / "crash").write_text("")
+    try:
+        rest, err = follow.communicate(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(follow.pid, signal.SIGKILL)
+        follow.communicate()
+        raise AssertionError("kubectl rkt logs -f went on after its pod exited") from None
+    assert follow.returncode == 0, err.decode()[-1000:]
+    assert "crashing" in app_lines(rest.decode()), rest.decode()[-1000:]
     restarted = wait_for(
         lambda: (t := scenario.ready_task(TASK))["status"]["uuid"] != first and t,
         timeout=WAIT, interval=1, what="the task restarted in a new pod",
