@@ -15,6 +15,12 @@ WITH_RKT = rkt_line=$$(bash $(RKTBUILD) | tail -n1; exit $${PIPESTATUS[0]}); rc=
 	  if [ $$rc = 0 ]; then export "$$rkt_line"; \
 	  elif [ "$${CI:-}" = true ]; then echo "real rkt is required in CI (.ci/rkt.sh exit $$rc)" >&2; exit 1; \
 	  else echo "real rkt unavailable (.ci/rkt.sh exit $$rc): the real-rkt tiers will skip" >&2; fi;
+# Find or build krew (.ci/krew.sh) and export KREW_BIN for the krew install test
+# (tests/chart/test_krew_install.py): required in CI, skipped with one line elsewhere.
+WITH_KREW = krew_line=$$(bash .ci/krew.sh | tail -n1; exit $${PIPESTATUS[0]}); rc=$$?; \
+	  if [ $$rc = 0 ]; then export "$$krew_line"; \
+	  elif [ "$${CI:-}" = true ]; then echo "krew is required in CI (.ci/krew.sh exit $$rc)" >&2; exit 1; \
+	  else echo "krew unavailable (.ci/krew.sh exit $$rc): the krew install test will skip" >&2; fi;
 # Where `make cluster-up` keeps its control plane (outside the repo, like the binary cache).
 CLUSTER_DIR ?= $(or $(XDG_RUNTIME_DIR),/tmp)/rkt-operator-cluster
 
@@ -62,6 +68,7 @@ NODE_ENV = if [ "$$(id -u)" = 0 ] && [ "$(NODE)" != 0 ]; then \
 test: system-deps $(STAMP) ## Run the whole test suite, real rkt tiers included (builds what it needs first)
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(WITH_RKT) \
+	  $(WITH_KREW) \
 	  $(NODE_ENV) && \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -104,9 +111,11 @@ manifests: $(STAMP) ## Regenerate manifests/ from the Helm chart
 	@assets=$$(bash $(TESTBIN) | tail -n1) && export "$$assets" && \
 	  $(PY) -m rkt_devkit.render_manifests --helm "$$KUBEBUILDER_ASSETS/helm"
 
+# KREW_URL: where the release publishes the archive ({version} and {archive} are filled in);
+# the default is the project's release v<version> (README, "Publishing kubectl rkt").
 .PHONY: krew
 krew: $(STAMP) ## Build the krew archive of kubectl rkt (dist/) and its manifest krew/rkt.yaml
-	$(PY) -m rkt_devkit.krew
+	$(PY) -m rkt_devkit.krew $(if $(KREW_URL),--url-template '$(KREW_URL)')
 
 .PHONY: demo
 demo: system-deps $(STAMP) ## Local demo: control plane + 2 simulated nodes + examples/ (KEEP=1 leaves it running, RKT=real)

@@ -11,8 +11,6 @@ none of its tasks lands on a foreign node.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -22,6 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from proclib import ChildProcess
 from rkt_devkit.kube import Kubectl
 from rkt_operator.model.quantity import parse_quantity
 
@@ -164,7 +163,7 @@ def requested_by_node(items: Sequence[Mapping[str, Any]], resource: str) -> dict
 
 
 @dataclass
-class BinderProcess:
+class BinderProcess(ChildProcess):
     """``rkt-operator schedule`` as a subprocess with short lease timings."""
 
     kubeconfig: Path
@@ -192,36 +191,8 @@ class BinderProcess:
 
     def start(self) -> BinderProcess:
         env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(self.log_path.parent)}
-        with self.log_path.open("ab") as log:
-            log.write(f"--- binder start #{self.starts + 1}\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True,
-            )  # fmt: skip
-        self.starts += 1
+        self._spawn(self.argv(), env, self.log_path, "binder")
         return self
-
-    def _signal(self, signum: int, timeout: float) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signum)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        self._signal(signal.SIGTERM, 30)
-
-    def kill(self) -> None:
-        self._signal(signal.SIGKILL, 30)
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -27,9 +27,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 from rkt_operator import (
     __version__,
@@ -116,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="only log files written to within DURATION (30s, 5m, 1h30m); lines carry no "
         "timestamps, so a file is shown whole or not at all",
+    )
+    logs.add_argument(
+        "--end-with-stdin",
+        action="store_true",
+        help="with --follow: stop following once standard input ends (kubectl rkt passes its "
+        "session's input, which ends when its client goes, so the command does not outlive it)",
     )
     _uid_flag(logs)
     convert_command.add_parser(sub)
@@ -218,9 +226,28 @@ def _out(text: str) -> None:
         sys.stdout.flush()
 
 
+def _input_ended() -> Callable[[], bool]:
+    """A flag that turns true once standard input ends (EOF, or an error reading it): a
+    daemon thread reads the input and drops it. Through ``kubectl exec --stdin`` the input ends
+    when the session does, however its client went (Ctrl-C, killed, network gone)."""
+    ended = threading.Event()
+
+    def drain() -> None:
+        try:
+            while os.read(sys.stdin.fileno(), 65536):
+                pass
+        except (OSError, ValueError):
+            pass
+        ended.set()
+
+    threading.Thread(target=drain, name="stdin-watch", daemon=True).start()
+    return ended.is_set
+
+
 def _logs(agent: settings.Settings, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     stream = "stderr" if args.stderr else "stdout"
+    stop = _input_ended() if args.follow and args.end_with_stdin else None
     try:
         since = None if args.since is None else logcmd.parse_since(args.since)
         job = logcmd.run(
@@ -233,12 +260,16 @@ def _logs(agent: settings.Settings, args: argparse.Namespace) -> int:
             since=since,
             uid=args.uid,
             write=_out,
+            stop=stop,
         )
         return asyncio.run(job)
     except ValueError as exc:
         sys.stderr.write(f"rkt-operator: {exc}\n")
         return 2
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # the reader went away: nothing left to show it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from rkt_operator.httpserve import GetEndpoint
 from rkt_operator.settings import split_http_endpoint
 
 log = logging.getLogger(__name__)
@@ -120,33 +121,14 @@ class WatchHealth:
 Extra = Callable[[], Mapping[str, Any]]
 
 
-class HealthServer:
+class HealthServer(GetEndpoint):
     """``GET <path>``: 200 when ``health`` has no problem, else 503; the JSON body holds the
     watch verdict under ``watch`` and whatever ``extra()`` adds (the rkt fingerprint)."""
 
     def __init__(self, endpoint: str, health: WatchHealth, extra: Extra | None = None) -> None:
-        self.host, self.port, self.path = split_http_endpoint(endpoint)
+        super().__init__(*split_http_endpoint(endpoint), handler=self._handle)
         self.health = health
         self.extra = extra
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get(self.path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
         del request

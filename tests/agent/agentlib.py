@@ -4,8 +4,6 @@ subprocess (``rkt-operator run``), RktTask manifests, and waits on a task's stat
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -13,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proclib import ChildProcess
 from rkt_devkit.demo_nodes import SimNode
 from rkt_devkit.kube import Kubectl, get_json, wait_for
 
@@ -50,7 +49,7 @@ def set_faults(node: SimNode, faults: Mapping[str, Any]) -> None:
 
 
 @dataclass
-class Agent:
+class Agent(ChildProcess):
     """``rkt-operator run`` for one node, as an operator would start it."""
 
     node: SimNode
@@ -59,6 +58,7 @@ class Agent:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     env_extra: Mapping[str, str] = field(default_factory=dict)
+    stop_grace = 60.0
 
     def argv(self) -> list[str]:
         n = self.node
@@ -88,38 +88,8 @@ class Agent:
             "LANG": "C.UTF-8",
             **self.env_extra,
         }
-        with self.node.agent_log.open("ab") as log:
-            log.write(f"--- agent start #{self.starts + 1}\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=self.node.root, start_new_session=True,
-            )  # fmt: skip
-        self.starts += 1
+        self._spawn(self.argv(), env, self.node.agent_log, "agent", cwd=self.node.root)
         return self
-
-    def _signal(self, signum: int, timeout: float) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signum)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        """SIGTERM, as kubelet would stop the agent's container."""
-        self._signal(signal.SIGTERM, 60)
-
-    def kill(self) -> None:
-        """SIGKILL: the agent dies on the spot."""
-        self._signal(signal.SIGKILL, 30)
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def log(self) -> str:
         return self.node.agent_log.read_text(errors="replace")

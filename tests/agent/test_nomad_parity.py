@@ -7,8 +7,6 @@ exec`` forwards stdin, keeps stdout and stderr apart and has a TTY mode."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from agentlib import (
 import realrkt
 from rkt_devkit.demo_nodes import SimNode
 from rkt_devkit.kube import Kubectl, wait_for
+from rkt_devkit.netd import user_network
 
 pytestmark = pytest.mark.k8s
 
@@ -42,21 +41,9 @@ def link_local_network(namespace: str) -> Iterator[str]:
     rkt's run-prepared reads user networks (the host's /etc/rkt/net.d), removed after."""
     realrkt.require_root("writing /etc/rkt/net.d")
     name = f"ll{namespace[-8:]}".replace("-", "")
-    net_d = Path("/etc/rkt/net.d")
-    created = [d for d in (net_d.parent, net_d) if not d.exists()]
-    net_d.mkdir(parents=True, exist_ok=True)
-    conf = {
-        "name": name,
-        "type": "ptp",
-        "ipam": {"type": "host-local", "subnet": "169.254.77.0/24"},
-    }
-    target = net_d / f"90-{name}.conf"
-    target.write_text(json.dumps(conf))
-    yield name
-    target.unlink(missing_ok=True)
-    for d in reversed(created):
-        with contextlib.suppress(OSError):
-            d.rmdir()
+    conf = {"type": "ptp", "ipam": {"type": "host-local", "subnet": "169.254.77.0/24"}}
+    with user_network(name, conf):
+        yield name
 
 
 def test_mapped_ports_without_an_address_stall_once_and_leave_no_pod(

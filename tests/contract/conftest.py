@@ -8,9 +8,6 @@ must leave no network namespace, veth, NAT rule or mount behind (``host_left_cle
 
 from __future__ import annotations
 
-import contextlib
-import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from contractlib import GpgKey, Images, Keys, Rkt, sim_path
 
 import realrkt
 from rkt_devkit.aci import build_aci
+from rkt_devkit.netd import UserNetworks
 
 
 @pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.rkt)])
@@ -83,25 +81,11 @@ def host_net_conf(rkt: Rkt) -> Iterator[Callable[[str, dict[str, Any]], None]]:
     """Write a CNI network into the host's /etc/rkt/net.d for one test, then remove it (and
     the bridge a bridge network leaves, which rkt's teardown does not delete)."""
     realrkt.require_root("writing /etc/rkt/net.d")
-    written: list[tuple[Path, str | None]] = []
-    created_dirs: list[Path] = []
+    networks = UserNetworks()
 
     def write(name: str, conf: dict[str, Any]) -> None:
-        net_d = Path("/etc/rkt/net.d")
-        for d in (net_d.parent, net_d):
-            if not d.exists():
-                d.mkdir()
-                created_dirs.append(d)
-        target = net_d / f"90-{name}.conf"
-        target.write_text(json.dumps(conf))
-        written.append((target, conf.get("bridge")))
+        networks.write(name, conf)
 
     yield write
     rkt.cleanup()  # the pods go first: their teardown needs the network's configuration
-    for target, bridge in written:
-        target.unlink(missing_ok=True)
-        if bridge:
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
-    for d in reversed(created_dirs):
-        with contextlib.suppress(OSError):
-            d.rmdir()
+    networks.remove()

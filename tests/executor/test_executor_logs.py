@@ -272,3 +272,50 @@ async def test_logs_follow_reads_across_rotations_until_the_pod_exits(
     assert rest.decode() == "".join(f"line-{i}\n" for i in range(1, 16))
     kept = stdout_files(plan, pod.uuid)
     assert 2 <= len(kept) <= 4  # it was rotated while being followed
+
+
+async def test_logs_follow_ends_when_its_input_ends(
+    executor: Executor, settings: Settings, log_images: dict[str, Path]
+) -> None:
+    """``--end-with-stdin``, which ``kubectl rkt logs -f`` passes: the follower ends once its
+    input does (as it does when the pods/exec session's client goes), the pod runs on.
+    Without it, the end of the input changes nothing."""
+    plan = plan_for(settings, log_images["ticker"], max_files=3, max_bytes=10 * MIB)
+    pod = await started_with_output(executor, plan, b"tick-3\n")
+
+    async def follower(*flags: str) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            *logs_argv(settings, "default/web", "--follow", *flags),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert process.stdout is not None
+        assert await asyncio.wait_for(process.stdout.readline(), WAIT_SECONDS) == b"tick-0\n"
+        return process
+
+    async def tick(process: asyncio.subprocess.Process) -> int:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), WAIT_SECONDS)
+        assert line.startswith(b"tick-"), line
+        return int(line[5:])
+
+    ending = await follower("--end-with-stdin")
+    plain = await follower()
+    for process in (ending, plain):
+        assert process.stdin is not None
+        process.stdin.close()
+    assert ending.stdout is not None
+    await asyncio.wait_for(ending.stdout.read(), WAIT_SECONDS)  # up to its end
+    assert await asyncio.wait_for(ending.wait(), WAIT_SECONDS) == 0
+    # The other one goes on: ticks the app writes from now on still reach it.
+    now = max(int(p.read_bytes().split(b"tick-")[-1]) for p in stdout_files(plan, pod.uuid))
+    while await tick(plain) <= now + 3:
+        pass
+    assert plain.returncode is None
+    plain.terminate()
+    await plain.wait()
+    observed = await executor.observe(pod.uuid)
+    assert observed is not None
+    assert not observed.finished
+    await executor.stop(pod.uuid, kill_timeout=5)

@@ -7,8 +7,6 @@ apart, or gives a terminal; a failed ``rkt trust`` is reported with command, out
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rkt_devkit.netd import user_network
 from rkt_operator import errors
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
@@ -52,21 +51,9 @@ def link_local_net(tmp_path: Path) -> Iterator[str]:
     """A CNI network with only link-local addresses, where run-prepared's stage1 reads user
     networks (/etc/rkt/net.d); removed afterwards."""
     name = "cvll" + tmp_path.name[-6:].replace("_", "").lower()
-    net_d = Path("/etc/rkt/net.d")
-    created = [d for d in (net_d.parent, net_d) if not d.exists()]
-    net_d.mkdir(parents=True, exist_ok=True)
-    conf = {
-        "name": name,
-        "type": "ptp",
-        "ipam": {"type": "host-local", "subnet": "169.254.78.0/24"},
-    }
-    target = net_d / f"90-{name}.conf"
-    target.write_text(json.dumps(conf))
-    yield name
-    target.unlink(missing_ok=True)
-    for d in reversed(created):
-        with contextlib.suppress(OSError):
-            d.rmdir()
+    conf = {"type": "ptp", "ipam": {"type": "host-local", "subnet": "169.254.78.0/24"}}
+    with user_network(name, conf):
+        yield name
 
 
 async def test_mapped_ports_without_a_global_address_fail_for_good_and_leave_no_pod(

@@ -127,6 +127,94 @@ def _needs(s: Scenario, key: str) -> Any:
     return s.observed[key]
 
 
+# Lists the `rkt-operator logs ... --follow` processes of the task in the agent container (run
+# there by the agent image's Python). The agent runs with the host's PID namespace, so it sees
+# the host's processes too (the kubectl client's arguments hold the same words): only those in
+# the container's mount namespace count. Matched on whole arguments, so that this script, whose
+# one argument holds those words, never counts itself.
+FOLLOWERS = """
+import os, sys
+ref = sys.argv[1]
+mine = os.readlink("/proc/self/ns/mnt")
+for pid in os.listdir("/proc"):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").split("\\0")
+        inside = os.readlink(f"/proc/{pid}/ns/mnt") == mine
+    except OSError:
+        continue
+    if inside and "logs" in argv and "--follow" in argv and ref in argv:
+        print(pid)
+"""
+
+
+def followers(s: Scenario) -> list[int]:
+    """The pids of the node's `rkt-operator logs --follow` processes for the task, as seen in
+    the agent container (through the admin's ``kubectl exec``)."""
+    agent = s.ready_agent()["metadata"]["name"]
+    done = s.kubectl(
+        "exec", f"--namespace={NAMESPACE}", agent, "--container=agent", "--",
+        "/opt/rkt-operator/bin/python", "-c", FOLLOWERS, f"{TASKS}/{TASK}",
+    )  # fmt: skip
+    return sorted(int(line) for line in done.stdout.split())
+
+
+def _start_follow(s: Scenario, before: int) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """``kubectl rkt logs -f TASK`` in a session of its own, read until it shows the 4th tick
+    after tick-``before``; the process and the ticks it showed."""
+    follow = subprocess.Popen(
+        _argv(s, "logs", "-f", TASK), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=_env(s), start_new_session=True,
+    )  # fmt: skip
+    assert follow.stdout is not None
+    seen: list[int] = []
+    deadline = time.monotonic() + WAIT
+    while not [n for n in seen if n >= before + 4] and time.monotonic() < deadline:
+        ready, _, _ = select.select([follow.stdout], [], [], 5)
+        if ready:
+            line = follow.stdout.readline().decode()
+            assert line, (
+                f"the stream ended: {follow.stderr.read().decode() if follow.stderr else ''}"
+            )
+            seen += _ticks(line)
+    return follow, seen
+
+
+def _last_tick(s: Scenario) -> int:
+    done = rkt_until(s, ["logs", TASK], lambda d: bool(_ticks(d.stdout)), "a tick")
+    return max(_ticks(done.stdout))
+
+
+def _end(follow: subprocess.Popen[bytes]) -> None:
+    try:
+        follow.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        follow.kill()
+        follow.wait()
+    for pipe in (follow.stdout, follow.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _gone(s: Scenario, before: list[int], how: str) -> None:
+    """Wait (bounded) until the task's follow processes in the agent container are those of
+    ``before`` again: the node command ended with its client."""
+    try:
+        wait_for(
+            lambda: followers(s) == before, timeout=WAIT, interval=1,
+            what=f"the agent's `rkt-operator logs --follow` to end after {how}",
+        )  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still there: {followers(s)} (before: {before})") from exc
+
+
 def test_agent_task_and_a_user_with_only_the_plugins_roles(
     scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -186,36 +274,60 @@ def test_logs_of_a_running_task_whole_tail_and_stderr(scenario: Scenario) -> Non
 
 
 def test_logs_follow_streams_new_output(scenario: Scenario) -> None:
-    """The acceptance's first half: ``kubectl rkt logs -f`` streams the app's output."""
+    """The acceptance's first half: ``kubectl rkt logs -f`` streams the app's output; Ctrl-C
+    ends it, and the node command it ran in the agent container ends with it."""
     _needs(scenario, "task")
-    before = max(_ticks(rkt(scenario, "logs", TASK).stdout))
-    follow = subprocess.Popen(
-        _argv(scenario, "logs", "-f", TASK), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=_env(scenario), start_new_session=True,
-    )  # fmt: skip
-    assert follow.stdout is not None
-    seen: list[int] = []
+    before = _last_tick(scenario)
+    running = followers(scenario)
+    follow, seen = _start_follow(scenario, before)
     try:
-        deadline = time.monotonic() + WAIT
-        while not [n for n in seen if n >= before + 4] and time.monotonic() < deadline:
-            ready, _, _ = select.select([follow.stdout], [], [], 5)
-            if ready:
-                line = follow.stdout.readline().decode()
-                assert line, f"the stream ended: {follow.stderr.read() if follow.stderr else ''}"
-                seen += _ticks(line)
+        during = followers(scenario)
     finally:
         os.killpg(follow.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
-        try:
-            follow.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            follow.kill()
-            follow.wait()
-        follow.stdout.close()
-        if follow.stderr is not None:
-            follow.stderr.close()
+        _end(follow)
     assert [n for n in seen if n >= before + 4], f"no new ticks after tick-{before}: {seen[-5:]}"
     # Written after the command started, in order, none lost.
     assert seen == list(range(seen[0], seen[-1] + 1))
+    assert len(set(during) - set(running)) == 1, (running, during)
+    _gone(scenario, running, "Ctrl-C")
+
+
+def test_logs_follow_ends_in_the_agent_when_kubectl_is_killed(scenario: Scenario) -> None:
+    """kubectl killed outright (no chance to say goodbye): the API server's stream to the
+    agent closes, and the node command following the log ends instead of running on."""
+    _needs(scenario, "task")
+    before = _last_tick(scenario)
+    running = followers(scenario)
+    follow, seen = _start_follow(scenario, before)
+    try:
+        assert [n for n in seen if n >= before + 4], seen[-5:]
+        assert len(set(followers(scenario)) - set(running)) == 1
+        [kubectl] = _children(follow.pid)
+        os.kill(kubectl, signal.SIGKILL)
+        _end(follow)  # the plugin ends with its kubectl
+    finally:
+        if follow.poll() is None:
+            os.killpg(follow.pid, signal.SIGKILL)
+            _end(follow)
+    _gone(scenario, running, "SIGKILL of kubectl")
+
+
+def test_logs_since_cuts_between_lines_at_the_consoles_stamps(scenario: Scenario) -> None:
+    """On real rkt every console line carries the kernel's monotonic clock: ``--since`` keeps
+    the lines stamped within the duration, not the whole file."""
+    _needs(scenario, "task")
+    # 80 ticks: the app has slept 0.5 s between each, so tick-1 is 40 s old at least.
+    whole = rkt_until(
+        scenario, ["logs", TASK], lambda d: len(_ticks(d.stdout)) >= 80, "80 ticks"
+    )  # fmt: skip
+    recent = rkt(scenario, "logs", TASK, "--since=20s")
+    assert recent.returncode == 0, recent.stderr
+    ticks = _ticks(recent.stdout)
+    assert ticks, recent.stdout[-1000:]
+    assert ticks == list(range(ticks[0], ticks[-1] + 1))
+    assert ticks[0] > 1, recent.stdout[:1000]
+    assert "started" not in app_lines(recent.stdout)
+    assert ticks[0] > _ticks(whole.stdout)[0]
 
 
 def test_exec_with_stdin_and_a_non_zero_exit_code(scenario: Scenario) -> None:
@@ -302,6 +414,66 @@ def test_stats_and_describe(scenario: Scenario) -> None:
     header, row, *_ = table.splitlines()
     assert header.split()[:2] == ["UUID", "STATE"]
     assert row.split()[:2] == [uuid, "running"]
+
+
+def test_users_of_the_builtin_view_and_edit_roles_get_the_plugin_by_aggregation(
+    scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The chart's roles carry aggregate-to-view / aggregate-to-edit: the cluster's
+    clusterrole-aggregation controller (kube-controller-manager of this tier) folds them into
+    the built-in ``view`` and ``edit``, so a user bound to ``view`` may read the task's logs
+    and stats, and one bound to ``edit`` may also exec and signal. (Both also need the agent
+    Role, which is namespaced and not aggregated: it is root on the nodes.)"""
+    _needs(scenario, "task")
+
+    def aggregated(role: str, resource: str) -> bool:
+        rules = json.loads(scenario.kubectl("get", "clusterrole", role, "-o", "json").stdout)
+        return any(resource in r.get("resources", []) for r in rules.get("rules") or [])
+
+    wait_for(lambda: aggregated("view", "rkttasks"), timeout=WAIT, interval=1,
+             what="the view ClusterRole to aggregate the task viewer's rules")  # fmt: skip
+    wait_for(lambda: aggregated("edit", "rkttasks/exec"), timeout=WAIT, interval=1,
+             what="the edit ClusterRole to aggregate the task operator's rules")  # fmt: skip
+    configs = {}
+    for user, builtin in (("viewer", "view"), ("editor", "edit")):
+        scenario.kubectl("create", "serviceaccount", user, f"--namespace={TASKS}")
+        subject = f"--serviceaccount={TASKS}:{user}"
+        scenario.kubectl("create", "rolebinding", f"{user}-{builtin}", f"--clusterrole={builtin}",
+                         subject, f"--namespace={TASKS}")  # fmt: skip
+        scenario.kubectl("create", "rolebinding", f"{user}-agents",
+                         "--role=rkt-operator-agent-exec", subject,
+                         f"--namespace={NAMESPACE}")  # fmt: skip
+        path = tmp_path_factory.mktemp(f"{user}-user") / "kubeconfig"
+        configs[user] = scenario.plane.kubeconfig_for_token(
+            scenario.plane.create_token(TASKS, user), path
+        )
+
+    def as_user(user: str, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = ["kubectl", "rkt", f"--kubeconfig={configs[user]}", f"--namespace={TASKS}", *args]
+        return subprocess.run(
+            argv, capture_output=True, text=True, env=_env(scenario), timeout=WAIT, check=False
+        )
+
+    for user in ("viewer", "editor"):
+        logs = as_user(user, "logs", TASK, "--tail=3")
+        assert logs.returncode == 0, (user, logs.stderr)
+        assert _ticks(logs.stdout), (user, logs.stdout)
+        stats = as_user(user, "stats", TASK)
+        assert stats.returncode == 0, (user, stats.stderr)
+        assert json.loads(stats.stdout)["name"] == TASK
+    for verb in (
+        ["exec", TASK, "--", "/bin/sh", "-c", "echo from-$((6*7))"],
+        ["signal", TASK, "HUP"],
+    ):
+        refused = as_user("viewer", *verb)
+        assert refused.returncode != 0, refused.stdout
+        assert f'"create rkttasks.rktoperator.io/{verb[0]}"' in refused.stderr, refused.stderr
+        assert "rkt-operator-task-operator" in refused.stderr, refused.stderr
+    done = as_user("editor", "exec", TASK, "--", "/bin/sh", "-c", "echo from-$((6*7))")
+    assert (done.returncode, done.stdout) == (0, "from-42\n"), done.stderr
+    done = as_user("editor", "signal", TASK, "HUP")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"sent SIGHUP to {TASKS}/{TASK} "), done.stdout
 
 
 def test_previous_pods_logs_after_a_restart(scenario: Scenario) -> None:

@@ -264,3 +264,46 @@ def test_pods_by_recency_newest_first(tmp_path: Path) -> None:
     ]
     assert logread.newest_pod([first]) == (first, UUID)
     assert logread.newest_pod([]) is None
+
+
+def test_since_lines_cuts_at_real_rkts_console_stamps(tmp_path: Path) -> None:
+    """Real rkt's host stage1 stamps each console line with CLOCK_MONOTONIC seconds: the cut
+    falls after the last line stamped before the cutoff, across files, and lines without a
+    stamp go with their stamped neighbours."""
+    now, uptime = 50_000.0, 1_000.0  # booted at wall time 49 000
+    old = f"{UUID}.stdout.1"
+    (tmp_path / old).write_bytes(
+        b"[  100.000000] app[7]: one\n[  200.500000] app[7]: two\n-- unstamped --\n"
+    )
+    current(tmp_path).write_bytes(
+        b"[  300.000000] app[7]: three\nstage1 says hello\n[  950.250000] app[7]: four\n"
+        b"[  999.000000] app[7]: five\n"
+    )
+    for path in (tmp_path / old, current(tmp_path)):
+        os.utime(path, (now - 1, now - 1))
+
+    def cut(seconds: float) -> bytes:
+        pieces = logread.Follower(tmp_path, UUID, "stdout").snapshot()
+        kept = logread.since_lines(pieces, now - seconds, now=now, uptime=uptime)
+        return b"".join(logread.chunks(kept))
+
+    assert cut(30) == b"[  999.000000] app[7]: five\n"  # after 970 on the monotonic clock
+    # stage1's unstamped line is after 300 and before 950.25: nothing places it before the
+    # cutoff (940), so it is kept.
+    assert (
+        cut(60) == b"stage1 says hello\n[  950.250000] app[7]: four\n[  999.000000] app[7]: five\n"
+    )
+    # Cut within the rotated file: the unstamped line after "two" comes with what follows.
+    assert cut(790).startswith(b"-- unstamped --\n[  300.000000] app[7]: three\nstage1 says")
+    assert cut(2000).startswith(b"[  100.000000] app[7]: one\n")  # nothing placed before it
+    assert cut(0.5) == b""  # the newest line is older than that
+    # Unstamped lines (rkt-sim's) only: a file is in or out whole, as `since` decides.
+    current(tmp_path).write_bytes(b"plain\nlines\n")
+    os.utime(current(tmp_path), (now - 1, now - 1))
+    assert cut(30).endswith(b"plain\nlines\n")
+    # A file from before this boot: its stamps count from another start, so it is not cut.
+    os.utime(current(tmp_path), (now - 2000, now - 2000))
+    os.utime(tmp_path / old, (now - 1, now - 1))
+    pieces = logread.Follower(tmp_path, UUID, "stdout").snapshot()
+    kept = logread.since_lines(pieces, now - 5000, now=now, uptime=uptime)
+    assert b"".join(logread.chunks(kept)).startswith(b"[  100.000000] app[7]: one\n")

@@ -40,7 +40,7 @@ def test_kubectl_flags_before_or_after_the_command() -> None:
     ("argv", "node_tail"),
     [
         (["logs", "kv-server"], []),
-        (["logs", "kv-server", "-f", "--tail", "5"], ["--follow", "--tail=5"]),
+        (["logs", "kv-server", "-f", "--tail", "5"], ["--follow", "--end-with-stdin", "--tail=5"]),
         (["logs", "kv-server", "--tail=0"], ["--tail=0"]),
         (["logs", "kv-server", "-p", "--stderr"], ["--previous", "--stderr"]),
         (["logs", "kv-server", "--since", "1h30m"], ["--since=1h30m"]),
@@ -83,10 +83,20 @@ def test_exec_in_the_agent_container_passes_stdin_and_tty_only_for_exec() -> Non
     assert plan.exec_in_agent(r, "a", TASK)[:7] == [
         "kubectl", "exec", "--namespace=rkt-operator", "a", "--container=agent", "--stdin", "--",
     ]  # fmt: skip
-    r = req("logs", "kv-server", "-f", "--agent-container=main")
+    r = req("logs", "kv-server", "--agent-container=main")
     assert plan.exec_in_agent(r, "a", TASK)[:6] == [
         "kubectl", "exec", "--namespace=rkt-operator", "a", "--container=main", "--",
     ]  # fmt: skip
+    assert not plan.holds_input(r)
+    # logs -f: kubectl's input is the plugin's unwritten pipe, whose end (the session's end,
+    # however the client went) ends the node command following the log.
+    r = req("logs", "kv-server", "-f")
+    assert plan.holds_input(r)
+    assert plan.exec_in_agent(r, "a", TASK) == [
+        "kubectl", "exec", "--namespace=rkt-operator", "a", "--container=agent", "--stdin",
+        "--", "rkt-operator", "logs", "apps/kv-server", UID, "--follow", "--end-with-stdin",
+    ]  # fmt: skip
+    assert not plan.holds_input(req("exec", "kv-server", "-i", "--", "cat"))
 
 
 def test_agent_lookup_and_permission_checks() -> None:

@@ -5,7 +5,8 @@ ns/task``).
 The pod is the task's newest pod that rkt reports (found by the identity annotations every
 pod carries); when rkt knows none any more, the most recently written log files of the
 task's directory. Prints the whole stream (stdout, or stderr), or its last lines, and with
-``follow`` goes on printing what the pod writes until it exits.
+``follow`` goes on printing what the pod writes until it exits (or until ``stop`` says the
+reader is gone).
 """
 
 from __future__ import annotations
@@ -120,10 +121,13 @@ async def show(
     since: float | None = None,
     uid: str | None = None,
     write: Write,
+    stop: Callable[[], bool] | None = None,
 ) -> int:
     """Print the task's log through ``write``; the command's exit code. ``ValueError`` for
     a bad reference or tail. ``since`` (seconds) leaves out the files not written to for
-    that long; ``uid`` refuses pods of any other object of that name."""
+    that long, and the lines real rkt's console stamps as older (``logread.since_lines``);
+    ``uid`` refuses pods of any other object of that name. ``follow`` ends when
+    the pod does, or as soon as ``stop()`` is true (checked at each poll)."""
     namespace, name = refs.parse_task_ref(ref)
     if tail is not None and tail < 0:
         raise ValueError(f"--tail must not be negative: {tail}")
@@ -140,7 +144,8 @@ async def show(
     try:
         pieces = follower.snapshot()
         if since is not None:
-            pieces = logread.since(pieces, time.time() - since)
+            now, uptime = time.time(), time.monotonic()
+            pieces = logread.since_lines(pieces, now - since, now=now, uptime=uptime)
     except OSError as exc:
         log.error("cannot read the log files of pod %s: %s", target.uuid, exc)
         return 1
@@ -152,6 +157,9 @@ async def show(
     polls = 0
     while follow and target.live:
         await asyncio.sleep(FOLLOW_POLL_SECONDS)
+        if stop is not None and stop():
+            log.info("the reader is gone; no longer following pod %s", target.uuid)
+            break
         polls += 1
         done = False
         if polls % _STATE_CHECK_POLLS == 0:
@@ -176,6 +184,7 @@ async def run(
     since: float | None = None,
     uid: str | None = None,
     write: Write,
+    stop: Callable[[], bool] | None = None,
 ) -> int:
     """``rkt-operator logs`` with the agent's settings (task root, rkt)."""
     executor = Executor(settings=settings, rkt=RktCli(settings))
@@ -189,4 +198,5 @@ async def run(
         since=since,
         uid=uid,
         write=write,
+        stop=stop,
     )

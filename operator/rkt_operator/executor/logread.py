@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,14 +182,69 @@ def tail(pieces: list[Piece], lines: int) -> bytes:
 
 def since(pieces: list[Piece], cutoff: float) -> list[Piece]:
     """The pieces whose file was last written at or after ``cutoff`` (a wall-clock time);
-    closes the others. Lines carry no timestamps (the app writes the files itself), so this
-    is the finest cut there is: a whole file, in or out."""
+    closes the others. A file is in or out whole: see ``since_lines`` for a finer cut."""
     kept = []
     for piece in pieces:
         if os.fstat(piece.fd).st_mtime >= cutoff:
             kept.append(piece)
         else:
             os.close(piece.fd)
+    return kept
+
+
+# The console prefix of real rkt's host stage1: systemd in the pod forwards the app's output
+# through its journal to the console, each line starting with the kernel's CLOCK_MONOTONIC
+# seconds when journald forwarded it (when the kernel's printk.time is on), then the unit.
+_STAMP = re.compile(rb"\[\s*(\d{1,10})\.(\d{6})\] ")
+
+
+def _stamp(line: bytes) -> float | None:
+    match = _STAMP.match(line)
+    return None if match is None else int(match[1]) + int(match[2]) / 1e6
+
+
+def _cut(piece: Piece, older: float) -> int | None:
+    """The offset just after the last line of ``piece`` stamped before ``older`` (a
+    CLOCK_MONOTONIC time), None when it has none."""
+    end = piece.end if piece.end is not None else os.fstat(piece.fd).st_size
+    position, found, rest = piece.start, None, b""
+    while position < end:
+        data = os.pread(piece.fd, min(_CHUNK, end - position), position)
+        if not data:
+            break
+        block = rest + data
+        base = position - len(rest)
+        position += len(data)
+        start = 0
+        while (newline := block.find(b"\n", start)) >= 0:
+            stamp = _stamp(block[start:newline])
+            if stamp is not None and stamp < older:
+                found = base + newline + 1
+            start = newline + 1
+        rest = block[start:]
+    return found
+
+
+def since_lines(pieces: list[Piece], cutoff: float, *, now: float, uptime: float) -> list[Piece]:
+    """``since``, then, in files of this boot, leaves out every line up to the last one
+    stamped before ``cutoff`` (real rkt's console stamps, see ``_STAMP``; ``now`` is the wall
+    clock and ``uptime`` CLOCK_MONOTONIC, read together). Lines without a stamp (rkt-sim's,
+    stage1's own) are placed by their stamped neighbours, and kept when nothing places them
+    before ``cutoff``: such a file is still in or out whole. Closes what it leaves out."""
+    kept = since(pieces, cutoff)
+    boot = now - uptime
+    older = cutoff - boot  # ``cutoff`` on CLOCK_MONOTONIC
+    for index in range(len(kept) - 1, -1, -1):
+        piece = kept[index]
+        if os.fstat(piece.fd).st_mtime < boot:
+            break  # written before this boot: its stamps count from another start
+        offset = _cut(piece, older)
+        if offset is None:
+            continue
+        for dropped in kept[:index]:  # lines are in order: all of these are older still
+            os.close(dropped.fd)
+        piece.start = offset
+        return kept[index:]
     return kept
 
 

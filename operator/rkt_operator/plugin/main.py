@@ -28,13 +28,14 @@ def capture(argv: Sequence[str]) -> tuple[int, str, str]:
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def attach(argv: Sequence[str]) -> int:
+def attach(argv: Sequence[str], *, hold_input: bool = False) -> int:
     """Run kubectl on this process's stdin, stdout, stderr and terminal; its exit code (that
     of the remote command, for ``kubectl exec``). SIGINT, SIGTERM and SIGHUP are passed on to
     kubectl, which ends the session (a Ctrl-C reaches both anyway: same process group); this
-    process waits for it meanwhile."""
+    process waits for it meanwhile. ``hold_input``: kubectl's stdin is instead a pipe this
+    process holds open, unwritten, until kubectl ends (``plan.holds_input``)."""
     try:
-        child = subprocess.Popen(list(argv))
+        child = subprocess.Popen(list(argv), stdin=subprocess.PIPE if hold_input else None)
     except FileNotFoundError:
         raise plan.PluginError(KUBECTL_MISSING) from None
 
@@ -47,6 +48,8 @@ def attach(argv: Sequence[str]) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if child.stdin is not None:
+            child.stdin.close()
 
 
 def _require(req: plan.Request, argv: list[str], verb: str, resource: str, ns: str) -> None:
@@ -73,7 +76,7 @@ def run(req: plan.Request) -> int:
     pod = plan.pick_agent(req, task, out)
     _require(req, plan.can_i_exec(req, pod), "create", "pods/exec", req.agent_namespace)
     if req.command != "describe":
-        return attach(plan.exec_in_agent(req, pod, task))
+        return attach(plan.exec_in_agent(req, pod, task), hold_input=plan.holds_input(req))
     code = attach(plan.describe_task(req, task))
     if code != 0:
         return code

@@ -256,7 +256,7 @@ def node_command(req: Request, task: Task) -> list[str]:
     command = "pods" if req.command == "describe" else req.command
     argv = [NODE_COMMAND, command, ref, f"--uid={task.uid}"]
     if req.command == "logs":
-        argv += ["--follow"] if req.follow else []
+        argv += ["--follow", "--end-with-stdin"] if req.follow else []
         argv += [f"--tail={req.tail}"] if req.tail is not None else []
         argv += ["--previous"] if req.previous else []
         argv += ["--stderr"] if req.stderr else []
@@ -270,13 +270,22 @@ def node_command(req: Request, task: Task) -> list[str]:
     return argv
 
 
+def holds_input(req: Request) -> bool:
+    """Whether kubectl's input is a pipe the plugin holds open and never writes to, rather
+    than the plugin's own: for ``logs -f``. The node command follows the log until that
+    input ends (``--end-with-stdin``), which happens when the session ends however its client
+    went: without it, the API server and the kubelet leave the remote command running."""
+    return req.command == "logs" and req.follow
+
+
 def exec_in_agent(req: Request, pod: str, task: Task) -> list[str]:
-    """``kubectl exec`` of the node command in the agent's container; ``-i``/``-t`` only
-    for ``exec -i``/``-t`` (the node command needs no input otherwise)."""
+    """``kubectl exec`` of the node command in the agent's container; ``-i``/``-t`` for
+    ``exec -i``/``-t``, and ``-i`` for ``logs -f`` (see ``holds_input``)."""
     flags = []
     if req.command == "exec":
         flags += ["--stdin"] if req.stdin else []
         flags += ["--tty"] if req.tty else []
+    flags += ["--stdin"] if holds_input(req) else []
     return [
         *kubectl(req),
         "exec",
