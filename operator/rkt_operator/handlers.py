@@ -196,6 +196,8 @@ def quiet_outages(handler: Handler) -> Handler:
 
 def post(body: kopf.Body, outcome: Outcome) -> None:
     for event in outcome.events:
+        if event.posted:  # the reconciler posted it already (a durable Restarting event)
+            continue
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 

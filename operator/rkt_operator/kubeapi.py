@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from rkt_operator import apiaccess
+from rkt_operator import apiaccess, errors
 from rkt_operator.model import api
 from rkt_operator.settings import InClusterAccess
 
@@ -34,6 +36,9 @@ FINALIZER = api.FINALIZER
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 REQUEST_TIMEOUT = 30.0
+# The events the agent posts itself are reported as kopf's are (kopfapp sets kopf's posting
+# component to this).
+REPORTING_COMPONENT = "rkt-operator"
 
 
 def connect(
@@ -88,12 +93,13 @@ def _decode(encoded: bytes | str) -> str | None:
 class KubeApi:
     """Async facade over the synchronous client; one instance per process.
 
-    The agent's own calls (Secret and ConfigMap reads, task status patches, Node labels) go
-    through ``_request``: the client's configuration, credentials and connection pool, but
-    not its generated API classes. ``CoreV1Api`` imports the client's pydantic model of
-    every core type (about 20 MiB of the agent's memory and seconds of its start-up) and
-    every generated method validates its arguments with pydantic on each call; the agent
-    reads four fields of JSON it gets back."""
+    The agent's own calls (Secret and ConfigMap reads, task status patches, the task events
+    it posts itself, Node labels) go through ``_request``: the client's configuration,
+    credentials and connection pool, but not its generated API classes. ``CoreV1Api``
+    imports the client's pydantic model of every core type (about 20 MiB of the agent's
+    memory and seconds of its start-up), and every generated method validates its
+    arguments with pydantic on each call; the agent reads a few fields of the JSON it gets
+    back."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._client = api_client
@@ -205,6 +211,46 @@ class KubeApi:
 
         return await asyncio.to_thread(send)
 
+    async def post_task_event(
+        self,
+        task: Mapping[str, Any],
+        *,
+        key: str,
+        type_: str,
+        reason: str,
+        message: str,
+        instance: str,
+        now: datetime,
+    ) -> bool:
+        """Create a core/v1 Event about ``task`` named after (task, ``key``): posted at most
+        once per key, however often it is tried. True when created now, False when it
+        exists already (an earlier try got through). ``errors.EventNotPosted`` when the API
+        is unreachable or refuses it."""
+        body = task_event(
+            task, key=key, type_=type_, reason=reason, message=message, instance=instance,
+            now=now,
+        )  # fmt: skip
+        namespace = str(body["metadata"]["namespace"])
+        payload: Any = body
+
+        def send() -> bool:
+            try:
+                self._request(
+                    "POST",
+                    "/api/v1/namespaces/{namespace}/events",
+                    params={"namespace": namespace},
+                    body=payload,
+                )
+            except ApiException as exc:
+                if exc.status == 409:
+                    return False
+                raise errors.EventNotPosted(outage(exc) or f"HTTP {exc.status}") from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise errors.EventNotPosted(outage(exc) or type(exc).__name__) from None
+            return True
+
+        return await asyncio.to_thread(send)
+
     async def list_node_tasks(self, *, field_selector: str = "", label_selector: str = "") -> int:
         """One small LIST of the tasks matching the selectors, as kopf's watch of this node's
         tasks makes it: proves the API answers, serves the resource and accepts the
@@ -305,3 +351,42 @@ class KubeApi:
             return True
 
         return await asyncio.to_thread(send)
+
+
+def task_event(
+    task: Mapping[str, Any],
+    *,
+    key: str,
+    type_: str,
+    reason: str,
+    message: str,
+    instance: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """A core/v1 Event about an RktTask whose name is derived from the task's UID and
+    ``key``, so that posting it again finds the first one (409) instead of a second event."""
+    meta = task.get("metadata") or {}
+    namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
+    digest = hashlib.sha256(f"{uid}/{key}".encode()).hexdigest()[:16]
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name[:200]}.{digest}", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": str(task.get("apiVersion") or f"{GROUP}/{VERSION}"),
+            "kind": str(task.get("kind") or api.KIND),
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": REPORTING_COMPONENT, "host": instance},
+        "reportingComponent": REPORTING_COMPONENT,
+        "reportingInstance": instance,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,25 @@ def test_node_labels_and_names(kubectl: Kubectl, api: kubeapi.KubeApi) -> None:
         assert not asyncio.run(api.label_node("no-such-node", {"a": "b"}))
     finally:
         kubectl("delete", "node", name, "--wait=false", check=False)
+
+
+def test_task_event_is_posted_once_per_key(
+    kubectl: Kubectl, namespace: str, api: kubeapi.KubeApi
+) -> None:
+    _create(kubectl, namespace, manifest(BASE_SPEC, "evented"))
+    task = json.loads(kubectl("get", "rkttask", "evented", "-n", namespace, "-o", "json").stdout)
+
+    async def post() -> bool:
+        return await api.post_task_event(
+            task, key="restart/1/1", type_="Normal", reason="Restarting",
+            message="restart 1", instance="node-a", now=datetime.now(UTC),
+        )  # fmt: skip
+
+    assert asyncio.run(post()) is True
+    assert asyncio.run(post()) is False  # the same key: found, not doubled
+    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    mine = [e for e in events if e["involvedObject"].get("name") == "evented"]
+    assert [(e["reason"], e["message"], e["type"]) for e in mine] == [
+        ("Restarting", "restart 1", "Normal")
+    ]
+    assert mine[0]["involvedObject"]["uid"] == task["metadata"]["uid"]
