@@ -28,6 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--chaos-tasks", default="6", help="tasks in the chaos test (make chaos N=100)"
     )
+    parser.addoption("--chaos-real-tasks", default="4", help="tasks in the chaos test on real rkt")
     parser.addoption("--chaos-seed", default=None, help="the chaos test's random seed")
     parser.addoption(
         "--chaos-report", default=None, help="where the chaos test writes its figures (JSON)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +103,34 @@ def require_root(what: str, *tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         pytest.fail(f"{what} needs {', '.join(missing)} (make system-deps)", pytrace=False)
+
+
+# rkt with rkt-sim's fault file in front: the faults taken for this invocation (fail, hang,
+# garbage, crash, slow; see ``rkt_sim.faults``) are applied, then the real rkt runs.
+_WITH_FAULTS = """#!{python}
+import os
+import sys
+from pathlib import Path
+
+from rkt_sim import faults
+
+args = sys.argv[1:]
+data_dir = next((a.split("=", 1)[1] for a in args if a.startswith("--dir=")), None)
+words = [a for a in args if not a.startswith("-")]
+command = " ".join(words[:2]) if words[:1] == ["image"] else (words[0] if words else "")
+if data_dir:
+    code = faults.apply(faults.consume(Path(data_dir), command, args), "rkt")
+    if code is not None:
+        sys.exit(code)
+os.execv({rkt!r}, [{rkt!r}, *args])
+"""
+
+
+def with_faults(path: Path, rkt: str) -> Path:
+    """Write at ``path`` an executable that runs the real ``rkt`` behind rkt-sim's fault
+    injection (``<dir>/.sim-faults.json``, the same file and actions): real rkt cannot fail,
+    hang or crash on request, this puts those faults in front of it. Without a fault file
+    it only executes rkt."""
+    path.write_text(_WITH_FAULTS.format(python=sys.executable, rkt=rkt))
+    path.chmod(0o755)
+    return path

@@ -148,3 +148,8 @@ class NetworkRequiredError(NetworkDiscoveryError):
     is raised, so nothing is left behind and no second ``rkt prepare`` follows."""
 
     retryable = False
+
+
+class EventNotPosted(Exception):
+    """An event the agent must post could not be (the API is unreachable or refused it);
+    the status keeps it owed and the next pass tries again. Not a problem of the task."""

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 SELECTOR_KEY = (api.GROUP, api.PLURAL)
 STORAGE_PREFIX = api.GROUP  # kopf's progress annotations
-REPORTING_COMPONENT = "rkt-operator"
+REPORTING_COMPONENT = kubeapi.REPORTING_COMPONENT
 LIFECYCLE = kopf.lifecycles.all_at_once
 # How often the agent looks for due probes (spec.*Probe.periodSeconds is at least 1).
 PROBE_TICK_SECONDS = 1.0

@@ -20,7 +20,20 @@ from typing import Any
 
 import psutil
 import pytest
-from agentlib import BIN, WAIT, Agent, StartAgent, apply, events, get, phase_is, task, wait_task
+from agentlib import (
+    BIN,
+    WAIT,
+    Agent,
+    StartAgent,
+    apply,
+    events,
+    get,
+    phase_is,
+    set_faults,
+    task,
+    task_dir,
+    wait_task,
+)
 
 import realrkt
 from rkt_devkit.aci import build_aci
@@ -30,6 +43,8 @@ from rkt_devkit.kube import Kubectl, wait_for
 pytestmark = [pytest.mark.k8s, pytest.mark.rkt]
 
 PAGE = "served by a real rkt pod\n"
+# Waits for /alloc/stop, then exits with the code written in it (as the sim tier's image).
+STOPPABLE = "while [ ! -f /alloc/stop ]; do sleep 0.2; done; exit $(cat /alloc/stop)"
 SLEEP_SECONDS = "3607"  # a duration no other test's app uses: finds this app's process
 
 
@@ -49,6 +64,9 @@ def real_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ),
         "fail": build_aci(
             root / "fail.aci", name="example.com/fail", exec=["/bin/sh", "-c", "exit 3"]
+        ),
+        "stoppable": build_aci(
+            root / "stoppable.aci", name="example.com/stoppable", exec=["/bin/sh", "-c", STOPPABLE]
         ),
         "stubborn": build_aci(
             root / "stubborn.aci",
@@ -315,3 +333,69 @@ def test_a_failed_prepare_leaves_no_aborted_pod(
     assert "aborted prepare" not in listing.stdout, listing.stdout
     delete_and_wait(kubectl, namespace, "badport")
     assert rkt(real_node, "list", "--no-legend").stdout.strip() == ""
+
+
+def test_a_restart_cut_short_by_sigkill_is_counted_once_with_one_event(
+    kubectl: Kubectl,
+    namespace: str,
+    real_rkt: str,
+    host_left_clean: None,
+    node_name: str,
+    tmp_path: Path,
+    start_agent: StartAgent,
+    real_images: dict[str, Path],
+) -> None:
+    """The agent is SIGKILLed while the restart's real ``rkt prepare`` runs (after it removed
+    the exited pod, before any status write): the next agent counts the restart from the
+    pod's stamp, posts its one Restarting event and records it."""
+    shim = None if realrkt.systemd_is_pid1() else realrkt.NSPAWN_SHIM_DIR
+    wrapper = realrkt.with_faults(tmp_path / "rkt-with-faults", real_rkt)  # "slow" below
+    sim = SimNode(
+        name=node_name, root=tmp_path / node_name, bin_dir=BIN, real_rkt=wrapper, nspawn_dir=shim
+    )
+    sim.prepare()
+    agent = start_real_agent(sim, start_agent)
+    apply(kubectl, namespace, task("count", sim.name, real_images["stoppable"]))
+    first = wait_task(kubectl, namespace, "count", phase_is("Running"), what="Running")
+    old = first["status"]["uuid"]
+    stop_file = task_dir(sim, namespace, "count", first["metadata"]["uid"]) / "alloc" / "stop"
+    # The restart's prepare waits 8 s before the real rkt prepare runs: the agent is killed
+    # in it (the wrapper lives on and prepares the pod, as an rkt the agent started would).
+    set_faults(sim, {"prepare": [{"action": "slow", "seconds": 8}]})
+    stop_file.write_text("7")  # the app exits with 7
+
+    def restart_preparing() -> bool:
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if "prepare" in cmdline and f"--dir={sim.rkt_dir}" in cmdline:
+                return True
+        return False
+
+    wait_for(restart_preparing, timeout=WAIT, what="the restart's rkt prepare under way")
+    agent.kill()
+    stop_file.unlink()  # the next pod keeps running
+    killed = get(kubectl, namespace, "count")
+    assert killed is not None
+    assert killed["status"]["restarts"] == 0  # the killed agent recorded nothing
+    assert old not in live(sim)  # it had removed the exited pod
+
+    agent.start()
+    after = wait_task(
+        kubectl,
+        namespace,
+        "count",
+        lambda o: o["status"].get("phase") == "Running" and o["status"].get("uuid") != old,
+        what="the restarted pod running",
+    )
+    status = after["status"]
+    assert (status["restarts"], status["restartEventsPosted"]) == (1, 1)
+    assert live(sim) == [status["uuid"]]
+    restarting = [e for e in events(kubectl, namespace, "count") if e["reason"] == "Restarting"]
+    assert len(restarting) == 1, restarting
+    assert "(restart 1)" in restarting[0]["message"]
+    # the killed agent never saw the new pod: the next one told of it
+    assert "announced late" in restarting[0]["message"]
+    delete_and_wait(kubectl, namespace, "count")
+    assert pods(sim) == []
+    assert host_traces(old) == []
+    assert host_traces(status["uuid"]) == []

@@ -115,8 +115,17 @@ def test_printer_columns_and_status_subresource(kubectl: Kubectl, namespace: str
     assert table[0].split() == ["NAME", "NODE", "PHASE", "UUID", "IP", "RESTARTS", "READY", "AGE"]
     assert table[1].split()[:7] == ["shown", "node-a", "Running", uuid, "172.16.28.2", "2", "True"]
     wide = kubectl("get", "rkt", "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[-2:] == ["IMAGE", "PORTS"]
+    assert wide[0].split()[-3:] == ["IMAGE", "PORTS", "RESTART-AT"]
+    # (no back-off: an empty cell)
     assert wide[1].split()[-2:] == ["example.com/kv-server:1.0", "client:8080->2379/TCP"]
+    # a pod waiting to be restarted shows when (status.backoff)
+    backoff = {"step": 2, "restartAt": "2026-12-03T10:00:40Z"}
+    kubectl(
+        "patch", "rkttask", "shown", "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": {"backoff": backoff}}),
+    )  # fmt: skip
+    wide = kubectl("get", "rkt", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert wide[1].split()[-1] == "2026-12-03T10:00:40Z"
 
 
 def test_status_is_validated_by_the_server(kubectl: Kubectl, namespace: str) -> None:

@@ -17,6 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rkt_operator.errors import EventNotPosted
+from rkt_operator.kubeapi import task_event
+
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge key by key, null deletes a key, anything else replaces."""
@@ -46,6 +49,10 @@ class RecordingApi:
     patches: list[Patch] = field(default_factory=list)
     secrets: dict[tuple[str, str, str], str] = field(default_factory=dict)
     configmaps: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # Events the reconciler posted itself, by name (a second post of a name is refused, as
+    # the API server answers 409); ``events_down``: posts to refuse as if the API were down.
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events_down: int = 0
     _version: int = 100
 
     def create(self, name: str, image: Path, *, uid: str, **spec: Any) -> dict[str, Any]:
@@ -90,6 +97,38 @@ class RecordingApi:
         body["status"] = merge_patch(body.get("status") or {}, patch)
         body["metadata"]["resourceVersion"] = str(self._version)
         return copy.deepcopy(body)
+
+    async def post_task_event(
+        self,
+        task: Mapping[str, Any],
+        *,
+        key: str,
+        type_: str,
+        reason: str,
+        message: str,
+        instance: str,
+        now: datetime,
+    ) -> bool:
+        if self.events_down > 0:
+            self.events_down -= 1
+            raise EventNotPosted("ConnectionRefusedError: the API is down")
+        body = task_event(
+            task, key=key, type_=type_, reason=reason, message=message, instance=instance,
+            now=now,
+        )  # fmt: skip
+        name = body["metadata"]["name"]
+        if name in self.events:
+            return False
+        self.events[name] = body
+        return True
+
+    def posted(self, name: str, reason: str) -> list[str]:
+        """Messages of the events the reconciler posted itself about task ``name``."""
+        return [
+            e["message"]
+            for e in self.events.values()
+            if e["involvedObject"]["name"] == name and e["reason"] == reason
+        ]
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         return self.secrets.get((namespace, name, key))

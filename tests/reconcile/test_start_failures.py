@@ -11,6 +11,7 @@ recorded the pod is counted by the next agent from the pod's own stamp.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -289,10 +290,117 @@ async def test_a_restart_prepared_by_an_agent_that_died_before_recording_it_is_c
     status = api.get("web")["status"]
     assert (status["phase"], status["restarts"]) == ("Running", 3)
     assert status["uuid"] != old
-    restarting = [e for e in out.events if e.reason == "Restarting"]
-    assert len(restarting) == 1
-    assert "restart 3" in restarting[0].message
+    # Restart 3's event was posted before the write that died; the next agent posts it
+    # again under the same name (found, not doubled) and records it.
+    assert status["restartEventsPosted"] == 3
+    restarting = api.posted("web", "Restarting")
+    assert len(restarting) == 3
+    assert "restart 3" in restarting[-1]
+    assert [e for e in out.events if e.reason == "Restarting"] == []
     live = [p for p in await fresh.pods_for(UID) if p.live]
     assert [p.uuid for p in live] == [status["uuid"]]
     # the restart count and back-off step it was started with, for the next agent
     assert live[0].stamp == PodStamp(restarts=3, backoff_step=3)
+
+
+# -- every restart has its event, at least once (status.restartEventsPosted) --------------
+
+
+async def test_a_restart_posts_its_event_before_the_write_that_records_it(
+    settings: Settings, executor: Executor, api: RecordingApi, clock: Clock, images: dict[str, Path]
+) -> None:
+    loop, _ = await in_back_off(settings, executor, api, clock, images)
+    writes = len(api.written("web"))
+    clock.advance(settings.restart_backoff_seconds)
+
+    made = await loop.reconcile(api.get("web"))
+
+    status = api.get("web")["status"]
+    assert (status["phase"], status["restarts"], status["restartEventsPosted"]) == ("Running", 1, 1)
+    # one write for the restart, and it carries both counts (no write of its own)
+    restart_writes = api.written("web")[writes:]
+    assert len(restart_writes) == 1
+    assert (restart_writes[0]["restarts"], restart_writes[0]["restartEventsPosted"]) == (1, 1)
+    assert api.posted("web", "Restarting") == [
+        f"the pod exited with code 0; starting the pod again (restart 1): pod {status['uuid']}"
+    ]
+    # posted by the reconciler itself, not left to kopf
+    assert [(e.reason, e.posted) for e in made.events if e.reason == "Restarting"] == [
+        ("Restarting", True)
+    ]
+    await loop.reconcile(api.get("web"))  # a resync: nothing more to say
+    assert len(api.written("web")) == writes + 1
+    assert len(api.posted("web", "Restarting")) == 1
+
+
+async def test_a_restart_event_the_api_refused_is_posted_by_the_next_pass(
+    settings: Settings, executor: Executor, api: RecordingApi, clock: Clock, images: dict[str, Path]
+) -> None:
+    loop, _ = await in_back_off(settings, executor, api, clock, images)
+    clock.advance(settings.restart_backoff_seconds)
+    api.events_down = 1  # the event's post meets an API outage
+
+    made = await loop.reconcile(api.get("web"))
+
+    assert made.error is None
+    status = api.get("web")["status"]
+    assert (status["phase"], status["restarts"], status["restartEventsPosted"]) == ("Running", 1, 0)
+    assert api.posted("web", "Restarting") == []
+    writes = len(api.written("web"))
+
+    await loop.reconcile(api.get("web"))  # the next pass (a resync)
+
+    assert api.get("web")["status"]["restartEventsPosted"] == 1
+    assert len(api.written("web")) == writes + 1  # the write after a lost post
+    (message,) = api.posted("web", "Restarting")
+    assert message.startswith("starting the pod again (restart 1): pod ")
+    assert "announced late" in message
+    await loop.reconcile(api.get("web"))
+    assert len(api.written("web")) == writes + 1
+    assert len(api.posted("web", "Restarting")) == 1
+
+
+async def test_a_first_start_writes_no_more_than_before(
+    settings: Settings, executor: Executor, api: RecordingApi, clock: Clock, images: dict[str, Path]
+) -> None:
+    loop = Reconciler(settings=settings, executor=executor, api=api, clock=clock)
+    api.create("web", images["sleeper"], uid=UID, restartPolicy="Always")
+    await loop.reconcile(api.get("web"))
+    status = api.get("web")["status"]
+    assert (status["phase"], status["restarts"], status["restartEventsPosted"]) == ("Running", 0, 0)
+    assert len(api.written("web")) == 2  # acknowledge, Running (issue 12's budget)
+    assert api.events == {}
+
+
+# -- the back-off is status.backoff, not the Reconciling reason -----------------------------
+
+
+async def test_a_back_off_survives_a_write_that_replaced_its_reason(
+    settings: Settings, executor: Executor, api: RecordingApi, clock: Clock, images: dict[str, Path]
+) -> None:
+    _, first = await in_back_off(settings, executor, api, clock, images)
+    status = api.objects[("default", "web")]["status"]  # as the API server holds it
+    finished = datetime.fromisoformat(status["finishedAt"])
+    due = finished + timedelta(seconds=settings.restart_backoff_seconds)
+    assert status["backoff"] == {"step": 0, "restartAt": due.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    # Another write replaced the reason (as a pass held back by an error may), rkt's garbage
+    # collection removed the exited pod, and the agent restarted (nothing in memory).
+    for cond in status["conditions"]:
+        if cond["type"] in ("Reconciling", "Ready"):
+            cond["reason"], cond["message"] = "DependencyMissing", "Secret team/s not found"
+    await executor.remove(first)
+    clock.advance(settings.restart_backoff_seconds)
+    fresh = Executor(settings=settings, rkt=RktCli(settings))
+    again = Reconciler(settings=settings, executor=fresh, api=api, clock=clock)
+
+    out = await again.reconcile(api.get("web"))
+
+    assert out.error is None
+    status = api.get("web")["status"]
+    # the restart is made and counted (read as a fresh start, it went uncounted)
+    assert (status["phase"], status["restarts"], status["restartEventsPosted"]) == ("Running", 1, 1)
+    assert "backoff" not in status
+    live = [p for p in await fresh.pods_for(UID) if p.live]
+    assert [(p.uuid, p.stamp) for p in live] == [
+        (status["uuid"], PodStamp(restarts=1, backoff_step=1))
+    ]

@@ -104,10 +104,12 @@ def test_printer_columns() -> None:
         ("Age", 0),
         ("Image", 1),
         ("Ports", 1),
+        ("Restart-At", 1),
     ]
     paths = {c["name"]: c["jsonPath"] for c in _version()["additionalPrinterColumns"]}
     assert paths["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     assert paths["Ports"] == ".status.portSummary"
+    assert paths["Restart-At"] == ".status.backoff.restartAt"
 
 
 def test_every_field_has_a_description() -> None:

@@ -709,3 +709,79 @@ def test_a_failed_first_start_is_no_restart() -> None:
     )
     assert decision.reason is Reason.START
     assert not plan.restart_to_count(decision, recorded_restarts=0)
+
+
+# -- status.backoff: the back-off the decision reads (never a condition's reason) ---------
+
+
+def test_a_recorded_back_off_keeps_its_step_and_due_time_whatever_the_memory_says() -> None:
+    # The exit of "a" was reported with back-off step 3 (80 s), due at NOW + 30 s; the agent
+    # since restarted (memory step 0) and rkt removed the exited pod.
+    due = NOW + timedelta(seconds=30)
+    recorded = Recorded(
+        state=State.BACKOFF,
+        generation=1,
+        uuid="a",
+        exit_code=1,
+        finished_at=due - timedelta(seconds=80),
+        restarts=3,
+        backoff=plan.BackoffWait(step=3, restart_at=due),
+    )
+    for pods in ([], [exited("a", 1, ago=50)]):
+        waiting = plan.decide(
+            generation=1,
+            policy=RestartPolicy.ALWAYS,
+            recorded=recorded,
+            pods=pods,
+            now=NOW,
+            backoff=Backoff(10, 300, step=0),
+        )
+        assert (waiting.reason, waiting.state) == (Reason.RESTART_AFTER, State.BACKOFF)
+        assert (waiting.backoff_step, waiting.restart_at) == (3, due)
+        assert waiting.requeue_after == pytest.approx(30)
+        made = plan.decide(
+            generation=1,
+            policy=RestartPolicy.ALWAYS,
+            recorded=recorded,
+            pods=pods,
+            now=due,
+            backoff=Backoff(10, 300, step=0),
+        )
+        assert (made.reason, made.restarts, made.backoff_step) == (Reason.RESTART, 4, 4)
+
+
+def test_a_reported_exit_without_a_recorded_back_off_is_decided_again() -> None:
+    # The status lost its back-off (say an edit): the exited pod is still there, so its exit
+    # is reported again, with the back-off computed from the step.
+    decision = plan.decide(
+        generation=1,
+        policy=RestartPolicy.ALWAYS,
+        recorded=Recorded(state=State.PENDING, generation=1, uuid="a", exit_code=1, restarts=1),
+        pods=[stamped(exited("a", 1, ago=1), restarts=1, step=1)],
+        now=NOW,
+        backoff=BACKOFF,
+    )
+    assert (decision.reason, decision.state) == (Reason.REPORT_EXIT, State.BACKOFF)
+    assert decision.restart_at == NOW - timedelta(seconds=1) + timedelta(seconds=20)
+
+
+# -- Restarting events: at least once, one per restart ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("restarts", "recorded", "posted", "due"),
+    [
+        pytest.param(0, 0, 0, [], id="first start: nothing"),
+        pytest.param(1, 0, 0, [1], id="the restart this pass made"),
+        pytest.param(1, 1, 1, [], id="already posted and recorded: nothing (a resync)"),
+        pytest.param(3, 3, 2, [3], id="its post failed: the next pass posts it"),
+        pytest.param(3, 2, 1, [2, 3], id="a lost post and a new restart"),
+        pytest.param(3, 2, 2, [3], id="read from the pod's stamp (agent died before the write)"),
+        pytest.param(4, 4, None, [], id="an older agent's status: all announced"),
+        pytest.param(5, 4, None, [5], id="an older agent's status and a new restart"),
+        pytest.param(0, 7, 7, [], id="a new generation starts from 0"),
+        pytest.param(2, 2, 9, [], id="more posted than counted (edited): nothing"),
+    ],
+)
+def test_restart_events_due(restarts: int, recorded: int, posted: int | None, due: list[int]):
+    assert list(plan.restart_events_due(restarts, recorded_restarts=recorded, posted=posted)) == due

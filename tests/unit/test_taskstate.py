@@ -67,6 +67,9 @@ def test_live_only_change(old: dict[str, Any] | None, new: dict[str, Any], live:
     assert taskstate.live_only_change(old, new) is live
 
 
+WAIT = c.BackoffFacts(step=1, restart_at=T0 + timedelta(seconds=20))
+
+
 def _status(summary: c.Summary, **facts: Any) -> dict[str, Any]:
     return c.build_status(summary, c.PodFacts(**facts), previous=None, generation=3, now=T0)
 
@@ -80,10 +83,29 @@ def _status(summary: c.Summary, **facts: Any) -> dict[str, Any]:
         (_status(c.running("ab", None), uuid="ab"), plan.State.RUNNING),
         (_status(c.succeeded("ab"), uuid="ab", exit_code=0), plan.State.SUCCEEDED),
         (_status(c.failed("ab", 2), uuid="ab", exit_code=2), plan.State.FAILED),
-        (_status(c.backing_off(2, 10, 1), uuid="ab", exit_code=2), plan.State.BACKOFF),
+        (
+            _status(c.backing_off(2, 10, 1), uuid="ab", exit_code=2, backoff=WAIT),
+            plan.State.BACKOFF,
+        ),
         (_status(c.waiting("DependencyMissing", "x")), plan.State.PENDING),
+        # the back-off is status.backoff's: a write held back by an error may replace the
+        # reason (here DependencyMissing) and the task is still backing off ...
+        (_status(c.waiting("DependencyMissing", "x"), uuid="ab", backoff=WAIT), plan.State.BACKOFF),
+        # ... and a CrashLoopBackOff reason alone (the field lost or edited away) is not one
+        (_status(c.backing_off(2, 10, 1), uuid="ab", exit_code=2), plan.State.PENDING),
     ],
-    ids=["none", "accepted", "preparing", "running", "succeeded", "failed", "backoff", "wait"],
+    ids=[
+        "none",
+        "accepted",
+        "preparing",
+        "running",
+        "succeeded",
+        "failed",
+        "backoff",
+        "wait",
+        "backoff-reason-replaced",
+        "reason-without-field",
+    ],
 )
 def test_recorded_state(status: dict[str, Any], state: plan.State | None) -> None:
     recorded = taskstate.recorded_from(status, accepted_uuid=None)
@@ -91,7 +113,18 @@ def test_recorded_state(status: dict[str, Any], state: plan.State | None) -> Non
 
 
 def test_recorded_fields() -> None:
-    status = _status(c.backing_off(2, 10, 1), uuid="ab", exit_code=2, finished_at=T0, restarts=1)
+    status = _status(
+        c.backing_off(2, 10, 1),
+        uuid="ab",
+        exit_code=2,
+        finished_at=T0,
+        restarts=1,
+        restart_events_posted=1,
+        backoff=WAIT,
+    )
+    assert status["backoff"] == {"step": 1, "restartAt": "2026-01-01T00:00:20Z"}
+    assert status["restartEventsPosted"] == 1
+    c.validate(status)
     recorded = taskstate.recorded_from(status, accepted_uuid="zz")
     assert recorded == plan.Recorded(
         state=plan.State.BACKOFF,
@@ -101,7 +134,67 @@ def test_recorded_fields() -> None:
         finished_at=T0,
         restarts=1,
         accepted_uuid="zz",
+        backoff=plan.BackoffWait(step=1, restart_at=T0 + timedelta(seconds=20)),
     )
+    assert taskstate.facts_from_status(status).restart_events_posted == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "x", {"step": -1, "restartAt": "2026-01-01T00:00:20Z"}, {"step": 1}, {"step": "1"}],
+)
+def test_a_backoff_not_in_the_shape_written_is_ignored(value: object) -> None:
+    status = {**_status(c.running("ab", None), uuid="ab"), "backoff": value}
+    assert taskstate.facts_from_status(status).backoff is None
+
+
+def test_describe_a_back_off_records_its_step_and_due_time() -> None:
+    decision = plan.Decision(
+        reason=plan.Reason.REPORT_EXIT,
+        state=plan.State.BACKOFF,
+        pod_uuid="ab",
+        exit_code=2,
+        finished_at=T0,
+        restarts=1,
+        backoff_step=2,
+        restart_at=T0 + timedelta(seconds=40),
+    )
+    backoff = plan.Backoff(10, 300)
+    summary, facts = taskstate.describe(
+        decision, spec=SPEC, pod=None, previous={}, backoff=backoff, now=T0
+    )
+    assert summary.reason == c.CRASH_LOOP_BACK_OFF
+    assert facts.backoff == c.BackoffFacts(step=2, restart_at=T0 + timedelta(seconds=40))
+    # any other state writes no back-off (the merge patch then removes it)
+    running = replace(decision, state=plan.State.RUNNING, reason=plan.Reason.ADOPT_RUNNING)
+    _, facts = taskstate.describe(running, spec=SPEC, pod=None, previous={}, backoff=backoff)
+    assert facts.backoff is None
+
+
+@pytest.mark.parametrize(
+    ("number", "uuid", "code", "late", "message"),
+    [
+        (
+            2,
+            "ab",
+            3,
+            False,
+            "the pod exited with code 3; starting the pod again (restart 2): pod ab",
+        ),
+        (
+            1,
+            None,
+            None,
+            True,
+            "starting the pod again (restart 1); announced late (the agent or the API was "
+            "down when it was made)",
+        ),
+    ],
+)
+def test_restart_message(
+    number: int, uuid: str | None, code: int | None, late: bool, message: str
+) -> None:
+    assert taskstate.restart_message(number, pod_uuid=uuid, exit_code=code, late=late) == message
 
 
 SPEC = RktTaskSpec.model_validate(
@@ -164,6 +257,39 @@ def test_describe_running_keeps_port_map_of_the_same_pod() -> None:
         fresh_port_map={"http": 81},
     )
     assert facts.port_map == {"http": 81}
+
+
+def test_describe_running_keeps_the_start_first_recorded() -> None:
+    """Real rkt shows a pod's address before its start time: the first Running status
+    records when the agent saw it running, and a later pass that reads rkt's start time
+    finds nothing to change (no second write for ``startedAt``)."""
+    running = plan.Decision(reason=plan.Reason.WAIT, state=plan.State.RUNNING, pod_uuid="ab")
+    seen = T0 + timedelta(seconds=3)
+    _, first = taskstate.describe(
+        running, spec=SPEC, pod=_obs("ab", started_at=None), previous={}, backoff=BACKOFF,
+        now=seen,
+    )  # fmt: skip
+    assert first.started_at == seen
+    previous = _status(c.running("ab", "10.1.0.2"), uuid="ab", started_at=seen)
+    rkt_time = T0 + timedelta(seconds=2)
+    _, later = taskstate.describe(
+        running, spec=SPEC, pod=_obs("ab", started_at=rkt_time), previous=previous,
+        backoff=BACKOFF, now=T0 + timedelta(seconds=8),
+    )  # fmt: skip
+    assert later.started_at == seen
+    # rkt's own start time when the first Running status can carry it
+    _, direct = taskstate.describe(
+        running, spec=SPEC, pod=_obs("ab", started_at=rkt_time), previous={}, backoff=BACKOFF,
+        now=seen,
+    )  # fmt: skip
+    assert direct.started_at == rkt_time
+    # a pod not running yet gets no start time
+    pending = plan.Decision(reason=plan.Reason.WAIT, state=plan.State.PENDING, pod_uuid="ab")
+    _, facts = taskstate.describe(
+        pending, spec=SPEC, pod=_obs("ab", started_at=None, running=False, state="prepared"),
+        previous={}, backoff=BACKOFF, now=seen,
+    )  # fmt: skip
+    assert facts.started_at is None
 
 
 def test_describe_exit_states() -> None:

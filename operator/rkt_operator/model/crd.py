@@ -127,6 +127,13 @@ def _printer_columns() -> list[dict[str, Any]]:
         column("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
         column("Image", "string", ".spec.image", "Image of the app.", priority=1),
         column("Ports", "string", ".status.portSummary", "Published ports.", priority=1),
+        column(
+            "Restart-At",
+            "string",
+            ".status.backoff.restartAt",
+            "When a pod in CrashLoopBackOff is started again (status.backoff).",
+            priority=1,
+        ),
     ]
 
 

@@ -87,6 +87,20 @@ class StartFailure(KubeModel):
     )
 
 
+class Backoff(KubeModel):
+    """The restart back-off the task is in: its pod exited and is started again at
+    ``restartAt``. The agent decides from this field, not from a condition's reason."""
+
+    step: int = Field(
+        ge=0,
+        description="Back-off step of this wait (the delay is restartBackoffSeconds * 2^step, "
+        "capped); the restarted pod is stamped with step + 1.",
+    )
+    restart_at: AwareDatetime = Field(
+        strict=False, description="When the exited pod is started again (RFC 3339)."
+    )
+
+
 class RktTaskStatus(KubeModel):
     """Observed state of the task's rkt pod, written by the agent of spec.nodeName."""
 
@@ -129,13 +143,27 @@ class RktTaskStatus(KubeModel):
         "says it did not finish by itself.",
     )
     restarts: int = Field(0, ge=0, description="How many times the agent restarted the pod.")
+    restart_events_posted: int | None = Field(
+        None,
+        ge=0,
+        description="How many of the restarts have had their Restarting event posted: a "
+        "restart whose event was lost (agent killed, API down) is announced by the next pass. "
+        "Absent: every restart counted so far has had its event.",
+    )
+    backoff: Backoff | None = Field(
+        None,
+        description="Set while the pod waits to be restarted after an exit (CrashLoopBackOff).",
+    )
     start_failure: StartFailure | None = Field(
         None,
         description="Set while starts keep failing for a cause that can heal; cleared by "
         "the first start that succeeds.",
     )
     started_at: AwareDatetime | None = Field(
-        None, strict=False, description="When the current pod started."
+        None,
+        strict=False,
+        description="When the current pod started (rkt's start time; when rkt did not show "
+        "it yet, the time the agent first saw the pod running).",
     )
     finished_at: AwareDatetime | None = Field(
         None, strict=False, description="When the last pod exited."

@@ -171,15 +171,4 @@ class Applier:
             finally:
                 self.pods.invalidate()
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
-        if plan.restart_to_count(decision, taskstate.facts_from_status(status).restarts):
-            # Once the pod exists: a restart whose start failed is not one yet. The exit is
-            # named too: when it is seen only after its back-off has already run out, no
-            # CrashLoopBackOff status is written in between.
-            exited = (
-                f"the pod exited with code {decision.exit_code}; "
-                if start.restart and decision.exit_code is not None
-                else ""
-            )
-            message = f"{exited}starting the pod again (restart {decision.restarts})"
-            out.events.append(Event("Normal", "Restarting", message))
         return started, status

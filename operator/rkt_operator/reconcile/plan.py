@@ -26,6 +26,10 @@ Invariants the decision keeps:
   and step it was started with (``PodObservation.stamp``), and a pod of the desired
   generation that carries more restarts than the status records raises the count (an
   agent killed between preparing a restarted pod and recording it lost nothing);
+- the back-off is read from ``status.backoff`` (``Recorded.backoff``: the step and when the
+  restart is due), never from a condition's reason, which any status write may replace;
+- every restart has its ``Restarting`` event, at least once: ``restart_events_due`` names
+  the restarts the status does not record as announced (``status.restartEventsPosted``);
 - a start that failed for a cause that can heal (``StartFailure``, see :func:`start_failed`)
   is tried again with the same back-off, counted from its failures, and for ever: after
   the task's progress deadline the status says Stalled, the retries go on at the capped
@@ -126,6 +130,15 @@ def start_failed(
 
 
 @dataclass(frozen=True)
+class BackoffWait:
+    """``status.backoff``: the pod the status names exited, and is started again at
+    ``restart_at`` after the delay of back-off ``step``."""
+
+    step: int
+    restart_at: datetime
+
+
+@dataclass(frozen=True)
 class Recorded:
     """What the task's status already says (read back, so the decision survives restarts)."""
 
@@ -139,6 +152,7 @@ class Recorded:
     # change since its launch only touched fields applied live (killTimeoutSeconds, probes).
     accepted_uuid: str | None = None
     start_failure: StartFailure | None = None  # status.startFailure
+    backoff: BackoffWait | None = None  # status.backoff (state BACKOFF)
 
 
 @dataclass(frozen=True)
@@ -194,6 +208,7 @@ class Decision:
     backoff_step: int = 0
     requeue_after: float | None = None  # seconds until something is due (restart back-off)
     start_failure: StartFailure | None = None  # failed starts being retried (kept in status)
+    restart_at: datetime | None = None  # state BACKOFF: when the restart is due
 
     @property
     def start(self) -> StartPod | None:
@@ -493,9 +508,12 @@ def _after_exit(
             restarts=recorded.restarts,
             backoff_step=backoff.step,
         )
-    step = 0 if ran_long else backoff.step
-    delay = backoff.delay(step)
-    due = finished_at + timedelta(seconds=delay)
+    waiting = recorded.backoff if reported else None
+    if waiting is not None:  # the back-off already decided (status.backoff) stands
+        step, due = waiting.step, waiting.restart_at
+    else:
+        step = 0 if ran_long else backoff.step
+        due = finished_at + timedelta(seconds=backoff.delay(step))
     if now >= due:
         actions: list[Action] = [*cleanup]
         if present:
@@ -521,7 +539,19 @@ def _after_exit(
         restarts=recorded.restarts,
         backoff_step=step,
         requeue_after=(due - now).total_seconds(),
+        restart_at=due,
     )
+
+
+def restart_events_due(restarts: int, *, recorded_restarts: int, posted: int | None) -> range:
+    """The restarts (numbered from 1) whose ``Restarting`` event is still to be posted, once
+    the status is to say ``restarts``: those above ``status.restartEventsPosted`` (``posted``;
+    absent: every restart the status records, ``recorded_restarts``, was announced by an
+    older agent). Posted before the status write that records them, and recorded by it; a
+    post that failed is tried again by the next pass. Empty on the normal path once the
+    restart's own pass posted it."""
+    announced = recorded_restarts if posted is None else posted
+    return range(min(announced, restarts) + 1, restarts + 1)
 
 
 def restart_to_count(decision: Decision, recorded_restarts: int) -> bool:

@@ -69,6 +69,8 @@ class Reconciler:
         self.prober = Prober(executor, clock=self.now)
         self._locks: dict[str, asyncio.Lock] = {}
         self._steps: dict[str, int] = {}
+        # uid -> what the last pass reported from, when that pass changed nothing
+        self._quiet: dict[str, tuple[object, ...]] = {}
         self.applier = Applier(
             settings=settings,
             executor=executor,
@@ -153,6 +155,7 @@ class Reconciler:
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._steps.pop(uid, None)
+        self._quiet.pop(uid, None)
         self.status.forget(uid)
         self.prober.forget(uid)
 
@@ -179,7 +182,12 @@ class Reconciler:
         if c.needs_first_write(status, generation) and not live_update:
             replacing = status.get("observedGeneration") is not None
             self._steps[task.uid] = 0
-            facts = replace(taskstate.facts_from_status(status), restarts=0)
+            facts = replace(
+                taskstate.facts_from_status(status),
+                restarts=0,
+                restart_events_posted=0,
+                backoff=None,
+            )
             summary = c.starting(
                 "spec changed: replacing the pod" if replacing else "accepted by the node agent",
                 replacing=replacing,
@@ -205,18 +213,6 @@ class Reconciler:
             decision.actions,
         )  # fmt: skip
 
-        if decision.restarts > seen.recorded.restarts and decision.start is None:
-            # The pod carries a restart the status never recorded (the agent was killed, or
-            # the API was down, between preparing it and writing its UUID): count it now.
-            out.events.append(
-                Event(
-                    "Normal",
-                    "Restarting",
-                    f"pod {decision.pod_uuid} is restart {decision.restarts} of the task "
-                    "(read from the pod's stamp: it was started before the status said so)",
-                )
-            )
-
         # 4. Apply: stop and remove what must go, then start (or adopt and launch) the pod.
         try:
             applied, status = await self.applier.apply(
@@ -229,6 +225,7 @@ class Reconciler:
             return
 
         # 5. Report what was applied (and keep the pod's log files within spec.logs).
+        undecided = decision
         decision, pod = taskstate.reported(decision, seen, applied)
         self._steps[task.uid] = decision.backoff_step
         self._track_probes(task, spec, decision, pod, applied.pods_left(seen))
@@ -238,6 +235,9 @@ class Reconciler:
         if spec.readiness_probe is not None and decision.pod_uuid:
             readiness = self.prober.readiness(task.uid, decision.pod_uuid)
         killed = self.prober.killed(task.uid).get(decision.pod_uuid or "")
+        quiet = _quiet_key(task, spec, decision, pod, status, applied, live_update=live_update)
+        if quiet is not None and self._quiet.get(task.uid) == quiet:
+            return  # the same report as last pass, which changed nothing: skip building it
         summary, facts = taskstate.describe(
             decision,
             spec=spec,
@@ -249,8 +249,74 @@ class Reconciler:
             killed=killed,
             now=self.now(),
         )
+        # A restart this pass made (not one adopted from a pod's stamp): its event names the
+        # exit that caused it.
+        start = undecided.start
+        made = applied.started is not None and start is not None and start.restart
+        facts = await self._announce_restarts(
+            task, status, facts, out, logger, made=made, exit_code=undecided.exit_code
+        )
+        writes = out.writes
         await self.status.write(task, status, summary, facts, out)
         out.requeue_after = decision.requeue_after
+        if quiet is not None and out.writes == writes and not out.events and out.error is None:
+            self._quiet[task.uid] = quiet
+        else:
+            self._quiet.pop(task.uid, None)
+
+    async def _announce_restarts(
+        self,
+        task: Task,
+        status: Mapping[str, Any],
+        facts: c.PodFacts,
+        out: Outcome,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        made: bool = False,
+        exit_code: int | None = None,
+    ) -> c.PodFacts:
+        """Post the ``Restarting`` event of each restart the status is about to record but
+        not as announced (``plan.restart_events_due``), before the write that records it;
+        returns ``facts`` with ``restartEventsPosted`` up to the last one posted. An event
+        is named after its restart (``kubeapi.task_event``): one posted before an agent
+        died is found again, not doubled. A post that fails leaves the rest owed to the next
+        pass (at least once, never lost). ``made``: this pass made the latest restart (its
+        exit code is ``exit_code``)."""
+        before = taskstate.facts_from_status(status)
+        due = plan.restart_events_due(
+            facts.restarts, recorded_restarts=before.restarts, posted=before.restart_events_posted
+        )
+        posted = before.restart_events_posted
+        if posted is not None:
+            posted = min(posted, facts.restarts)
+        for number in due:
+            latest = number == facts.restarts
+            message = taskstate.restart_message(
+                number,
+                pod_uuid=facts.uuid if latest else None,
+                exit_code=exit_code if latest and made else None,
+                late=not (latest and made),
+            )
+            try:
+                created = await self.api.post_task_event(
+                    task.body,
+                    key=f"restart/{task.generation}/{number}",
+                    type_="Normal",
+                    reason="Restarting",
+                    message=message,
+                    instance=self.settings.node_name,
+                    now=self.now(),
+                )
+            except errors.EventNotPosted as exc:
+                logger.warning(
+                    "restart event not posted, the next pass tries again: restart=%d %s",
+                    number, exc,
+                )  # fmt: skip
+                break
+            if created:
+                out.events.append(Event("Normal", "Restarting", message, posted=True))
+            posted = number
+        return replace(facts, restart_events_posted=posted)
 
     async def _observe(
         self, task: Task, spec: RktTaskSpec, status: Mapping[str, Any], *, live_update: bool
@@ -357,7 +423,9 @@ class Reconciler:
             "start failed, retrying: reason=%s attempts=%d next_try=%s %s",
             exc.reason, failure.attempts, c.format_time(failure.retry_at(seen.backoff)), message,
         )  # fmt: skip
-        facts = replace(facts, start_failure=recorded)
+        # The restart was tried: no longer in back-off (a failed restart is retried as one).
+        facts = replace(facts, start_failure=recorded, backoff=None)
+        facts = await self._announce_restarts(task, status, facts, out, logger)
         await self.status.write(task, status, summary, facts, out)
         out.requeue_after = (failure.retry_at(seen.backoff) - now).total_seconds()
 
@@ -387,3 +455,36 @@ class Reconciler:
             # start, uncounted (found by the chaos test: a garbled `rkt list` in back-off).
             return
         await self.status.write(task, status, c.waiting(exc.reason, message), facts, out)
+
+
+def _quiet_key(
+    task: Task,
+    spec: RktTaskSpec,
+    decision: plan.Decision,
+    pod: PodObservation | None,
+    status: Mapping[str, Any],
+    applied: taskstate.Applied,
+    *,
+    live_update: bool,
+) -> tuple[object, ...] | None:
+    """What a pass's report is built from, when nothing but these can change it: the object's
+    version, the decision (``plan.decide`` takes the clock, so whatever is due shows up in it),
+    the pod, the status. None when the pass acted, something is due later, or probe verdicts
+    (which change without the pod changing) take part. Two passes with equal keys describe
+    the same status: a resync of an unchanged task skips describing, building and validating
+    it again (the idle resync of every task every few seconds). Never while a ``Restarting``
+    event is owed (its post failed): the next pass must try it again."""
+    if live_update or decision.actions or applied.started is not None:
+        return None
+    if decision.requeue_after is not None or decision.start_failure is not None:
+        return None
+    if spec.readiness_probe is not None or spec.liveness_probe is not None:
+        return None
+    recorded = taskstate.facts_from_status(status)
+    owed = plan.restart_events_due(
+        recorded.restarts, recorded_restarts=recorded.restarts,
+        posted=recorded.restart_events_posted,
+    )  # fmt: skip
+    if owed:
+        return None  # a Restarting event whose post failed: each pass tries it again
+    return (task.resource_version, task.generation, decision, pod, dict(status))

@@ -106,6 +106,8 @@ OWNED_KEYS = (
     "exitCode",
     "stopSignal",
     "restarts",
+    "restartEventsPosted",
+    "backoff",
     "startFailure",
 )
 
@@ -284,6 +286,18 @@ class StartFailureFacts:
         }
 
 
+@dataclass(frozen=True)
+class BackoffFacts:
+    """``status.backoff``: the exited pod is started again at ``restart_at``, after the
+    delay of back-off ``step``."""
+
+    step: int
+    restart_at: datetime
+
+    def as_status(self) -> dict[str, Any]:
+        return {"step": self.step, "restartAt": format_time(self.restart_at)}
+
+
 def start_failing(
     failure: StartFailureFacts, *, retry_at: datetime, stalled: bool, deadline_seconds: float
 ) -> Summary:
@@ -357,6 +371,10 @@ class PodFacts:
     restarts: int = 0
     stop_signal: str | None = None  # the agent stopped the pod: SIGTERM, or SIGKILL if forced
     start_failure: StartFailureFacts | None = None
+    # How many restarts have had their Restarting event (None: all of them, an older agent's
+    # status) and the restart back-off the task is in.
+    restart_events_posted: int | None = None
+    backoff: BackoffFacts | None = None
 
 
 def build_status(
@@ -393,6 +411,8 @@ def build_status(
         "exitCode": pod.exit_code,
         "stopSignal": pod.stop_signal,
         "startFailure": pod.start_failure.as_status() if pod.start_failure else None,
+        "restartEventsPosted": pod.restart_events_posted,
+        "backoff": pod.backoff.as_status() if pod.backoff else None,
     }
     status.update({k: v for k, v in optional.items() if v is not None})
     return {k: v for k, v in status.items() if v is not None}

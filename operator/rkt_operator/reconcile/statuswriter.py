@@ -30,14 +30,29 @@ class StatusApi(envrefs.ValueSource, Protocol):
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> Mapping[str, Any] | None: ...
 
+    async def post_task_event(
+        self,
+        task: Mapping[str, Any],
+        *,
+        key: str,
+        type_: str,
+        reason: str,
+        message: str,
+        instance: str,
+        now: datetime,
+    ) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Event:
-    """A Kubernetes event to post about the task (the kopf handlers post it)."""
+    """A Kubernetes event about the task. The kopf handlers post it, unless ``posted``: the
+    reconciler posted it itself, once, before the status write that records it (a
+    ``Restarting`` event, see ``plan.restart_events_due``)."""
 
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    posted: bool = False
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -155,7 +155,7 @@ def recorded_from(status: Mapping[str, Any], *, accepted_uuid: str | None) -> pl
     """What the status says, in the decision's terms: the state its phase and conditions
     mean, its observedGeneration, and the pod facts ``facts_from_status`` reads."""
     phase = status.get("phase")
-    reconciling = c.condition(status, c.RECONCILING) or {}
+    facts = facts_from_status(status)
     state: plan.State | None
     if phase == c.RUNNING:
         state = plan.State.RUNNING
@@ -163,14 +163,16 @@ def recorded_from(status: Mapping[str, Any], *, accepted_uuid: str | None) -> pl
         state = plan.State.SUCCEEDED
     elif phase == c.FAILED:
         state = plan.State.FAILED
-    elif phase == c.PENDING and reconciling.get("reason") == c.CRASH_LOOP_BACK_OFF:
+    elif phase == c.PENDING and facts.backoff is not None:
+        # status.backoff, not the conditions' reason: a write held back by an error (say
+        # DependencyMissing) may replace the reason, never this field.
         state = plan.State.BACKOFF
     elif phase in (c.PENDING, c.PREPARING):
         state = plan.State.PENDING
     else:
         state = None
-    facts = facts_from_status(status)
     failure = facts.start_failure
+    backoff = facts.backoff
     return plan.Recorded(
         state=state,
         generation=_int(status.get("observedGeneration")),
@@ -189,6 +191,7 @@ def recorded_from(status: Mapping[str, Any], *, accepted_uuid: str | None) -> pl
         )
         if failure
         else None,
+        backoff=plan.BackoffWait(backoff.step, backoff.restart_at) if backoff else None,
     )
 
 
@@ -210,7 +213,19 @@ def facts_from_status(status: Mapping[str, Any]) -> c.PodFacts:
         restarts=_int(status.get("restarts")) or 0,
         stop_signal=_stop_signal(status.get("stopSignal")),
         start_failure=_start_failure(status.get("startFailure")),
+        restart_events_posted=_int(status.get("restartEventsPosted")),
+        backoff=_backoff(status.get("backoff")),
     )
+
+
+def _backoff(value: object) -> c.BackoffFacts | None:
+    """``status.backoff`` read back (None when absent or not in the shape written)."""
+    if not isinstance(value, Mapping):
+        return None
+    step, restart_at = _int(value.get("step")), c.parse_time(value.get("restartAt"))
+    if step is None or step < 0 or restart_at is None:
+        return None
+    return c.BackoffFacts(step=step, restart_at=restart_at)
 
 
 def _start_failure(value: object) -> c.StartFailureFacts | None:
@@ -260,6 +275,19 @@ def start_failing(
     return summary, facts
 
 
+def restart_message(number: int, *, pod_uuid: str | None, exit_code: int | None, late: bool) -> str:
+    """The ``Restarting`` event of restart ``number``: the exit that caused it when the pass
+    that made it announces it; ``late`` when a later pass does (the agent died or the API was
+    down in between: the restart was read back from the pod's stamp or the status)."""
+    exited = f"the pod exited with code {exit_code}; " if exit_code is not None else ""
+    text = f"{exited}starting the pod again (restart {number})"
+    if pod_uuid:
+        text += f": pod {pod_uuid}"
+    if late:
+        text += "; announced late (the agent or the API was down when it was made)"
+    return text
+
+
 def _stop_signal(value: object) -> str | None:
     return value if isinstance(value, str) and value in ("SIGTERM", "SIGKILL") else None
 
@@ -300,10 +328,16 @@ def describe(
     before = facts_from_status(previous)
     same_pod = before.uuid is not None and before.uuid == decision.pod_uuid
     kept = before if same_pod else c.PodFacts()
-    started_at = (pod.started_at if pod else None) or kept.started_at
+    # The start the status recorded for this pod stays: real rkt shows a pod's address
+    # before stage1 writes the pid its start time comes from, so a pod can first be reported
+    # Running without it; the time the agent first saw it running stands in, and a later
+    # pass does not rewrite it (one status write per start, not two).
+    started_at = kept.started_at or (pod.started_at if pod else None)
     base = c.PodFacts(uuid=decision.pod_uuid, restarts=decision.restarts)
     state = decision.state
     if state is plan.State.RUNNING and decision.pod_uuid:
+        if started_at is None and pod is not None and pod.running:
+            started_at = now
         port_map = dict(fresh_port_map or (pod.port_map if pod else {}) or kept.port_map or {})
         facts = replace(
             base,
@@ -337,6 +371,7 @@ def describe(
             exit_code=decision.exit_code,
             finished_at=decision.finished_at,
             start_failure=recorded,
+            backoff=None,
         )
         return summary, facts
     # Pending: a start is under way (or has to be retried).
@@ -382,7 +417,12 @@ def _ended(
         return summary, facts
     delay = backoff.delay(decision.backoff_step)
     summary = c.backing_off(decision.exit_code, delay, decision.restarts, liveness=liveness)
-    return summary, facts
+    restart_at = decision.restart_at
+    if restart_at is None and decision.finished_at is not None:
+        restart_at = decision.finished_at + timedelta(seconds=delay)
+    if restart_at is None:
+        return summary, facts
+    return summary, replace(facts, backoff=c.BackoffFacts(decision.backoff_step, restart_at))
 
 
 def _stopped_for_liveness(status: Mapping[str, Any]) -> bool:
