@@ -246,16 +246,25 @@ def _signal_session(sid: int, signum: int) -> int:
 
 def _end_session(leader: int, first: signal.Signals) -> None:
     """End the session of ``leader`` (a child not yet reaped, so the session id stays its
-    own): ``first`` to each of its processes, SIGKILL to those left after the grace period."""
+    own): ``first`` to each of its processes, SIGKILL to those left after the grace period,
+    and a while (the same again at most) for those to be gone: a kill is not immediate."""
     sent = _signal_session(leader, first)
-    deadline = time.monotonic() + END_GRACE_SECONDS
-    while session_members(leader) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_gone(leader)
     killed = _signal_session(leader, signal.SIGKILL)
+    left = _wait_gone(leader)
     log.info(
-        "exec session ended session=%d signal=%s signalled=%d killed=%d",
-        leader, first.name, sent, killed,
+        "exec session ended session=%d signal=%s signalled=%d killed=%d left=%d",
+        leader, first.name, sent, killed, len(left),
     )  # fmt: skip
+
+
+def _wait_gone(sid: int) -> list[int]:
+    """Wait, at most ``END_GRACE_SECONDS``, until session ``sid`` has no live process; those
+    still there."""
+    deadline = time.monotonic() + END_GRACE_SECONDS
+    while (left := session_members(sid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 def _exit_code(returncode: int) -> int:
