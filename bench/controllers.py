@@ -99,12 +99,17 @@ def agent(
     marker: str,
     extra: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    profile: Path | None = None,
 ) -> Controller:
     """The node agent on the simulator, as an operator would run it (flags = settings).
     ``marker``: a path in the command line of every rkt process and pod supervisor it starts
-    (the node's directory, which holds both the rkt store and the task root)."""
+    (the node's directory, which holds both the rkt store and the task root). ``profile``:
+    run it under yappi (``bench/profiled_agent.py``), its profile written there at exit."""
+    command = [str(venv_bin / "rkt-operator")]
+    if profile is not None:
+        command = [str(venv_bin / "python"), str(BENCH / "profiled_agent.py"), str(profile), "--"]
     argv = [
-        str(venv_bin / "rkt-operator"),
+        *command,
         "run",
         f"--node-name={node}",
         *rkt_flags,

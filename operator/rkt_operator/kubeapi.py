@@ -13,8 +13,9 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,47 +91,98 @@ def _decode(encoded: bytes | str) -> str | None:
 
 
 class KubeApi:
-    """Async facade over the synchronous client; one instance per process."""
+    """Async facade over the synchronous client; one instance per process.
+
+    The agent's own calls (Secret and ConfigMap reads, task status patches, the task events
+    it posts itself, Node labels) go through ``_request``: the client's configuration,
+    credentials and connection pool, but not its generated API classes. ``CoreV1Api``
+    imports the client's pydantic model of every core type (about 20 MiB of the agent's
+    memory and seconds of its start-up), and every generated method validates its
+    arguments with pydantic on each call; the agent reads a few fields of the JSON it gets
+    back."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
-        self._core = client.CoreV1Api(api_client)
+        self._client = api_client
         self._custom = client.CustomObjectsApi(api_client)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> Any:
+        """One request (blocking): ``path`` with ``{name}`` placeholders filled (escaped)
+        from ``params``; the decoded JSON answer. Raises ``ApiException`` (``status``,
+        ``reason``) for an answer outside 2xx, as the client's API classes do."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        serialized = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=dict(params or {}),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        verb, url, header_params, payload, post_params = serialized
+        response = self._client.call_api(
+            verb, url, header_params=header_params, body=payload, post_params=post_params,
+            _request_timeout=timeout,
+        )  # fmt: skip
+        response.read()  # type: ignore[no-untyped-call]
+        raw: bytes = response.data or b""
+        if not 200 <= response.status <= 299:
+            text = raw.decode("utf-8", "replace")
+            raise ApiException.from_response(http_resp=response, body=text, data=None)
+        return json.loads(raw) if raw else None
 
     # -- env sources -------------------------------------------------------------------
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value of ``key`` in Secret ``name``; None if the Secret or key is absent."""
-        secret = await self._read_or_none(self._core.read_namespaced_secret, namespace, name)
+        secret = await self._read_or_none("secrets", namespace, name)
         if secret is None:
             return None
-        data: Mapping[str, bytes | str] = secret.data or {}
-        if key in data:
+        data = secret.get("data") or {}
+        if isinstance(data, Mapping) and isinstance(data.get(key), str):
             return _decode(data[key])
-        string_data: Mapping[str, str] = secret.string_data or {}
-        return string_data.get(key)
+        string_data = secret.get("stringData") or {}
+        value = string_data.get(key) if isinstance(string_data, Mapping) else None
+        return value if isinstance(value, str) else None
 
     async def configmap_value(self, namespace: str, name: str, key: str) -> str | None:
         """The value of ``key`` in ConfigMap ``name``; None if the ConfigMap or key is absent."""
-        cm = await self._read_or_none(self._core.read_namespaced_config_map, namespace, name)
+        cm = await self._read_or_none("configmaps", namespace, name)
         if cm is None:
             return None
-        data: Mapping[str, str] = cm.data or {}
-        if key in data:
-            return data[key]
-        binary: Mapping[str, bytes | str] = cm.binary_data or {}
-        return _decode(binary[key]) if key in binary else None
+        data = cm.get("data") or {}
+        if isinstance(data, Mapping) and isinstance(data.get(key), str):
+            return str(data[key])
+        binary = cm.get("binaryData") or {}
+        value = binary.get(key) if isinstance(binary, Mapping) else None
+        return _decode(value) if isinstance(value, str) else None
 
-    @staticmethod
-    async def _read_or_none(read: Callable[..., Any], namespace: str, name: str) -> Any:
-        """``read(name, namespace)`` in a thread; None when the object does not exist."""
+    async def _read_or_none(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """GET one core object (``kind``: ``secrets``, ``configmaps``) in a thread; None when
+        it does not exist."""
 
-        def call() -> Any:
+        def call() -> Mapping[str, Any] | None:
             try:
-                return read(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+                obj = self._request(
+                    "GET",
+                    f"/api/v1/namespaces/{{namespace}}/{kind}/{{name}}",
+                    params={"namespace": namespace, "name": name},
+                )
             except ApiException as exc:
                 if _not_found(exc):
                     return None
                 raise
+            return obj if isinstance(obj, Mapping) else None
 
         return await asyncio.to_thread(call)
 
@@ -144,15 +196,12 @@ class KubeApi:
 
         def send() -> Mapping[str, Any] | None:
             try:
-                obj = self._custom.patch_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    {"status": dict(patch)},
-                    _content_type=MERGE_PATCH,
-                    _request_timeout=REQUEST_TIMEOUT,
+                obj = self._request(
+                    "PATCH",
+                    f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}/status",
+                    params={"namespace": namespace, "name": name},
+                    body={"status": dict(patch)},
+                    content_type=MERGE_PATCH,
                 )
             except ApiException as exc:
                 if _not_found(exc):
@@ -182,12 +231,15 @@ class KubeApi:
             now=now,
         )  # fmt: skip
         namespace = str(body["metadata"]["namespace"])
-        payload: Any = body  # the client serializes a plain dict as it would a CoreV1Event
+        payload: Any = body
 
         def send() -> bool:
             try:
-                self._core.create_namespaced_event(
-                    namespace, payload, _request_timeout=REQUEST_TIMEOUT
+                self._request(
+                    "POST",
+                    "/api/v1/namespaces/{namespace}/events",
+                    params={"namespace": namespace},
+                    body=payload,
                 )
             except ApiException as exc:
                 if exc.status == 409:
@@ -274,8 +326,10 @@ class KubeApi:
 
     def list_node_names(self) -> set[str]:
         """The names of all Nodes (blocking; for the admin command)."""
-        nodes = self._core.list_node(_request_timeout=REQUEST_TIMEOUT)
-        return {n.metadata.name for n in nodes.items if n.metadata and n.metadata.name}
+        nodes = self._request("GET", "/api/v1/nodes")
+        items = nodes.get("items") if isinstance(nodes, Mapping) else None
+        names = {((n.get("metadata") or {}).get("name")) for n in items or []}
+        return {n for n in names if isinstance(n, str) and n}
 
     async def label_node(self, node: str, labels: Mapping[str, str | None]) -> bool:
         """Merge-patch labels onto Node ``node`` (None removes a label). False if there is no
@@ -283,11 +337,12 @@ class KubeApi:
 
         def send() -> bool:
             try:
-                self._core.patch_node(
-                    node,
-                    {"metadata": {"labels": dict(labels)}},
-                    _content_type=MERGE_PATCH,
-                    _request_timeout=REQUEST_TIMEOUT,
+                self._request(
+                    "PATCH",
+                    "/api/v1/nodes/{name}",
+                    params={"name": node},
+                    body={"metadata": {"labels": dict(labels)}},
+                    content_type=MERGE_PATCH,
                 )
             except ApiException as exc:
                 if _not_found(exc):

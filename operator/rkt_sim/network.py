@@ -131,12 +131,41 @@ def _requested_ip(args: str) -> str | None:
     return None
 
 
+class _Hosts:
+    """The addresses host-local hands out in ``subnet``: its hosts but the first (the
+    gateway), as a sequence computed on demand (a /16 has 65,533 of them)."""
+
+    def __init__(self, subnet: ipaddress.IPv4Network) -> None:
+        listed = subnet.prefixlen >= 31  # /31 and /32: hosts() are all addresses
+        self._first = int(subnet.network_address) + (0 if listed else 1) + 1
+        last = int(subnet.broadcast_address) - (0 if listed else 1)
+        self._count = max(0, last - self._first + 1)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> ipaddress.IPv4Address:
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return ipaddress.IPv4Address(self._first + index)
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, ipaddress.IPv4Address) and (
+            0 <= int(address) - self._first < self._count
+        )
+
+    def index(self, address: ipaddress.IPv4Address) -> int:
+        if address not in self:
+            raise ValueError(address)
+        return int(address) - self._first
+
+
 def allocate(data_dir: Path, conf: NetConf, uuid: str, args: str) -> ipaddress.IPv4Address:
     directory = data_dir / "networks" / conf.name
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        hosts = list(conf.subnet.hosts())[1:]  # the first host is the gateway
+        hosts = _Hosts(conf.subnet)
         wanted = _requested_ip(args)
         if wanted is not None:
             address = ipaddress.IPv4Address(wanted)
@@ -153,7 +182,7 @@ def allocate(data_dir: Path, conf: NetConf, uuid: str, args: str) -> ipaddress.I
         last = None
         with contextlib.suppress(OSError, ValueError):
             last = ipaddress.IPv4Address((directory / "last_reserved_ip").read_text().strip())
-        start = hosts.index(last) + 1 if last in hosts else 0
+        start = hosts.index(last) + 1 if last is not None and last in hosts else 0
         for offset in range(len(hosts)):
             candidate = hosts[(start + offset) % len(hosts)]
             path = directory / str(candidate)

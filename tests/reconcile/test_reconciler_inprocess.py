@@ -17,6 +17,7 @@ import pytest
 from recording import Clock, RecordingApi
 
 from rkt_operator.executor.service import Executor
+from rkt_operator.reconcile import reconciler as reconciler_module
 from rkt_operator.reconcile.reconciler import Reconciler
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
@@ -84,6 +85,48 @@ async def test_a_start_writes_twice_and_an_idle_resync_writes_nothing(
         assert (idle.writes, idle.events, idle.error) == (0, [], None)
     assert len(api.patches) == 2
     assert [p.uuid for p in await executor.pods_for(UID)] == [status["uuid"]]
+
+
+async def test_an_unchanged_resync_skips_its_report_and_a_change_is_still_reported(
+    settings: Settings,
+    executor: Executor,
+    api: RecordingApi,
+    clock: Clock,
+    images: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    described: list[str] = []
+    real_describe = reconciler_module.taskstate.describe
+
+    def counting(decision: Any, **kw: Any) -> Any:
+        described.append(decision.reason.name)
+        return real_describe(decision, **kw)
+
+    monkeypatch.setattr(reconciler_module.taskstate, "describe", counting)
+    loop = reconciler(settings, executor, api, clock)
+    api.create("web", images["sleeper"], uid=UID, restartPolicy="Never")
+    await loop.reconcile(api.get("web"))
+    uuid = api.get("web")["status"]["uuid"]
+    described.clear()
+
+    for _ in range(3):  # the first idle pass reports (and finds nothing to write)
+        clock.advance(60)
+        idle = await loop.reconcile(api.get("web"))
+        assert (idle.writes, idle.events, idle.error) == (0, [], None)
+    assert len(described) == 1
+
+    # the object changes (a label: a new resourceVersion, same spec): reported afresh
+    api.objects[("default", "web")]["metadata"]["resourceVersion"] = "999"
+    await loop.reconcile(api.get("web"))
+    assert len(described) == 2
+
+    # the pod ends behind the agent's back: the next listing shows it, and it is reported
+    await executor.stop(uuid, kill_timeout=1)
+    loop.pods.invalidate()
+    out = await loop.reconcile(api.get("web"))
+    assert out.writes == 1
+    assert api.get("web")["status"]["phase"] in ("Failed", "Succeeded")
+    assert len(described) == 3
 
 
 async def test_a_watch_event_older_than_our_write_changes_nothing(

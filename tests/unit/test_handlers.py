@@ -124,6 +124,60 @@ def test_caught_up_follows_the_diff_base() -> None:
     assert not handlers.caught_up(kopf.Body(changed), storage)
 
 
+def test_caught_up_answers_again_for_the_same_version_and_handled_essence() -> None:
+    """The answer is kept per resourceVersion, and only while kopf's stored essence is the
+    one it was compared with: a newer handled change is compared afresh."""
+    storage = handlers.MemoryDiffBase(prefix="rktoperator.io")
+    raw: Any = {"metadata": {"name": "x", "uid": "u1", "resourceVersion": "5"}, "spec": {"a": 1}}
+    storage.store(
+        body=kopf.Body(raw), patch=kopf.Patch(), essence=storage.build(body=kopf.Body(raw))
+    )
+    newer: Any = {**raw, "metadata": {**raw["metadata"], "resourceVersion": "6"}, "spec": {"a": 2}}
+    assert not handlers.caught_up(kopf.Body(newer), storage)
+    assert not handlers.caught_up(kopf.Body(newer), storage)  # kept: still not handled
+    # kopf handles the change: the same version is now caught up
+    storage.store(
+        body=kopf.Body(newer), patch=kopf.Patch(), essence=storage.build(body=kopf.Body(newer))
+    )
+    assert handlers.caught_up(kopf.Body(newer), storage)
+    assert handlers.caught_up(kopf.Body(newer), storage)
+    storage.forget("u1")
+    assert not handlers.caught_up(kopf.Body(newer), storage)
+
+
+def test_memory_diff_base_builds_kopfs_essence_without_copying_the_rest() -> None:
+    """The agent's essence is kopf's own (labels, annotations, spec; no status, no other
+    metadata), for the fields kopf asks for too, though only the kept parts are copied."""
+    raw: Any = {
+        "apiVersion": "rktoperator.io/v1alpha1",
+        "kind": "RktTask",
+        "metadata": {
+            "name": "x",
+            "uid": "u1",
+            "resourceVersion": "7",
+            "labels": {"app": "a"},
+            "annotations": {"team": "a", "rktoperator.io/create": "{}"},
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "finalizers": ["rktoperator.io/finalizer"],
+        },
+        "spec": {"image": "a", "args": ["1"]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready"}]},
+    }
+    mine = handlers.MemoryDiffBase(prefix="rktoperator.io")
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix="other.example")
+    for extra in ([], ["spec"], ["status.phase"], [("metadata", "finalizers")]):
+        theirs: Any = kopfs.build(body=kopf.Body(raw), extra_fields=extra)
+        del theirs["metadata"]["annotations"]["rktoperator.io/create"]
+        assert mine.build(body=kopf.Body(raw), extra_fields=extra) == theirs, extra
+    essence: Any = mine.build(body=kopf.Body(raw))
+    assert essence == {
+        "metadata": {"labels": {"app": "a"}, "annotations": {"team": "a"}},
+        "spec": {"image": "a", "args": ["1"]},
+    }
+    essence["spec"]["args"].append("2")  # a copy: the object is untouched
+    assert raw["spec"]["args"] == ["1"]
+
+
 def test_key_value_log_lines() -> None:
     formatter = logconfig.KeyValueFormatter()
     record = logging.LogRecord(

@@ -259,6 +259,39 @@ def test_describe_running_keeps_port_map_of_the_same_pod() -> None:
     assert facts.port_map == {"http": 81}
 
 
+def test_describe_running_keeps_the_start_first_recorded() -> None:
+    """Real rkt shows a pod's address before its start time: the first Running status
+    records when the agent saw it running, and a later pass that reads rkt's start time
+    finds nothing to change (no second write for ``startedAt``)."""
+    running = plan.Decision(reason=plan.Reason.WAIT, state=plan.State.RUNNING, pod_uuid="ab")
+    seen = T0 + timedelta(seconds=3)
+    _, first = taskstate.describe(
+        running, spec=SPEC, pod=_obs("ab", started_at=None), previous={}, backoff=BACKOFF,
+        now=seen,
+    )  # fmt: skip
+    assert first.started_at == seen
+    previous = _status(c.running("ab", "10.1.0.2"), uuid="ab", started_at=seen)
+    rkt_time = T0 + timedelta(seconds=2)
+    _, later = taskstate.describe(
+        running, spec=SPEC, pod=_obs("ab", started_at=rkt_time), previous=previous,
+        backoff=BACKOFF, now=T0 + timedelta(seconds=8),
+    )  # fmt: skip
+    assert later.started_at == seen
+    # rkt's own start time when the first Running status can carry it
+    _, direct = taskstate.describe(
+        running, spec=SPEC, pod=_obs("ab", started_at=rkt_time), previous={}, backoff=BACKOFF,
+        now=seen,
+    )  # fmt: skip
+    assert direct.started_at == rkt_time
+    # a pod not running yet gets no start time
+    pending = plan.Decision(reason=plan.Reason.WAIT, state=plan.State.PENDING, pod_uuid="ab")
+    _, facts = taskstate.describe(
+        pending, spec=SPEC, pod=_obs("ab", started_at=None, running=False, state="prepared"),
+        previous={}, backoff=BACKOFF, now=seen,
+    )  # fmt: skip
+    assert facts.started_at is None
+
+
 def test_describe_exit_states() -> None:
     finished = T0 + timedelta(minutes=1)
     for state, reason in (

@@ -160,7 +160,10 @@ class RktTaskStatus(KubeModel):
         "the first start that succeeds.",
     )
     started_at: AwareDatetime | None = Field(
-        None, strict=False, description="When the current pod started."
+        None,
+        strict=False,
+        description="When the current pod started (rkt's start time; when rkt did not show "
+        "it yet, the time the agent first saw the pod running).",
     )
     finished_at: AwareDatetime | None = Field(
         None, strict=False, description="When the last pod exited."

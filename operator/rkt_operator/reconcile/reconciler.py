@@ -69,6 +69,8 @@ class Reconciler:
         self.prober = Prober(executor, clock=self.now)
         self._locks: dict[str, asyncio.Lock] = {}
         self._steps: dict[str, int] = {}
+        # uid -> what the last pass reported from, when that pass changed nothing
+        self._quiet: dict[str, tuple[object, ...]] = {}
         self.applier = Applier(
             settings=settings,
             executor=executor,
@@ -153,6 +155,7 @@ class Reconciler:
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._steps.pop(uid, None)
+        self._quiet.pop(uid, None)
         self.status.forget(uid)
         self.prober.forget(uid)
 
@@ -232,6 +235,9 @@ class Reconciler:
         if spec.readiness_probe is not None and decision.pod_uuid:
             readiness = self.prober.readiness(task.uid, decision.pod_uuid)
         killed = self.prober.killed(task.uid).get(decision.pod_uuid or "")
+        quiet = _quiet_key(task, spec, decision, pod, status, applied, live_update=live_update)
+        if quiet is not None and self._quiet.get(task.uid) == quiet:
+            return  # the same report as last pass, which changed nothing: skip building it
         summary, facts = taskstate.describe(
             decision,
             spec=spec,
@@ -250,8 +256,13 @@ class Reconciler:
         facts = await self._announce_restarts(
             task, status, facts, out, logger, made=made, exit_code=undecided.exit_code
         )
+        writes = out.writes
         await self.status.write(task, status, summary, facts, out)
         out.requeue_after = decision.requeue_after
+        if quiet is not None and out.writes == writes and not out.events and out.error is None:
+            self._quiet[task.uid] = quiet
+        else:
+            self._quiet.pop(task.uid, None)
 
     async def _announce_restarts(
         self,
@@ -444,3 +455,36 @@ class Reconciler:
             # start, uncounted (found by the chaos test: a garbled `rkt list` in back-off).
             return
         await self.status.write(task, status, c.waiting(exc.reason, message), facts, out)
+
+
+def _quiet_key(
+    task: Task,
+    spec: RktTaskSpec,
+    decision: plan.Decision,
+    pod: PodObservation | None,
+    status: Mapping[str, Any],
+    applied: taskstate.Applied,
+    *,
+    live_update: bool,
+) -> tuple[object, ...] | None:
+    """What a pass's report is built from, when nothing but these can change it: the object's
+    version, the decision (``plan.decide`` takes the clock, so whatever is due shows up in it),
+    the pod, the status. None when the pass acted, something is due later, or probe verdicts
+    (which change without the pod changing) take part. Two passes with equal keys describe
+    the same status: a resync of an unchanged task skips describing, building and validating
+    it again (the idle resync of every task every few seconds). Never while a ``Restarting``
+    event is owed (its post failed): the next pass must try it again."""
+    if live_update or decision.actions or applied.started is not None:
+        return None
+    if decision.requeue_after is not None or decision.start_failure is not None:
+        return None
+    if spec.readiness_probe is not None or spec.liveness_probe is not None:
+        return None
+    recorded = taskstate.facts_from_status(status)
+    owed = plan.restart_events_due(
+        recorded.restarts, recorded_restarts=recorded.restarts,
+        posted=recorded.restart_events_posted,
+    )  # fmt: skip
+    if owed:
+        return None  # a Restarting event whose post failed: each pass tries it again
+    return (task.resource_version, task.generation, decision, pod, dict(status))

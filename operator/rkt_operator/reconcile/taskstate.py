@@ -328,10 +328,16 @@ def describe(
     before = facts_from_status(previous)
     same_pod = before.uuid is not None and before.uuid == decision.pod_uuid
     kept = before if same_pod else c.PodFacts()
-    started_at = (pod.started_at if pod else None) or kept.started_at
+    # The start the status recorded for this pod stays: real rkt shows a pod's address
+    # before stage1 writes the pid its start time comes from, so a pod can first be reported
+    # Running without it; the time the agent first saw it running stands in, and a later
+    # pass does not rewrite it (one status write per start, not two).
+    started_at = kept.started_at or (pod.started_at if pod else None)
     base = c.PodFacts(uuid=decision.pod_uuid, restarts=decision.restarts)
     state = decision.state
     if state is plan.State.RUNNING and decision.pod_uuid:
+        if started_at is None and pod is not None and pod.running:
+            started_at = now
         port_map = dict(fresh_port_map or (pod.port_map if pod else {}) or kept.port_map or {})
         facts = replace(
             base,
