@@ -50,6 +50,7 @@ from rkt_operator.executor import logcmd
 from rkt_operator.executor.service import Executor
 from rkt_operator.model import refs
 from rkt_operator.rkt.cli import RktCli
+from rkt_operator.rkt.types import ClientInput
 
 log = logging.getLogger("rkt_operator")
 
@@ -81,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the command on a pseudo-terminal (interactive shells; stderr then arrives "
         "on stdout); without it stdin is forwarded and stdout and stderr stay apart",
+    )
+    exec_.add_argument(
+        "--end-with-stdin",
+        action="store_true",
+        help="standard input is only held open by the client (kubectl rkt exec without -i): "
+        "the command gets no input, and it ends, with what it started in the pod, once standard "
+        "input ends (when the client goes)",
+    )
+    exec_.add_argument(
+        "--stdin-frames",
+        action="store_true",
+        help="standard input carries the client's input in frames (kubectl rkt exec -i: a "
+        "4-byte big-endian length, then the bytes; length 0 ends the input): the command ends, "
+        "with what it started in the pod, once standard input itself ends (when the client "
+        "goes); not with --tty or --end-with-stdin",
     )
     exec_.add_argument("cmd", nargs="+", metavar="-- CMD", help="the command and its arguments")
     sig = settings.build_parser(
@@ -189,11 +205,21 @@ def _release_orphans(*, dry_run: bool, kubeconfig: str | None) -> int:
     return 1 if failed else 0
 
 
+def _client_input(args: argparse.Namespace) -> ClientInput:
+    """What ``exec``'s standard input is; ``ValueError`` for flags that exclude each other."""
+    if args.stdin_frames and (args.tty or args.end_with_stdin):
+        raise ValueError("--stdin-frames goes with neither --tty nor --end-with-stdin")
+    if args.stdin_frames:
+        return "frames"
+    return "held" if args.end_with_stdin else "inherit"
+
+
 def _node_command(args: argparse.Namespace, agent: settings.Settings) -> int:
     """exec / signal / stats on this node; errors go to stderr (exit 1, or 2 for usage)."""
     try:
         namespace, name = refs.parse_task_ref(args.task)
         signum = nodecmds.parse_signal(args.signal) if args.command == "signal" else None
+        client_input = _client_input(args) if args.command == "exec" else "inherit"
     except ValueError as exc:
         sys.stderr.write(f"rkt-operator {args.command}: {exc}\n")
         return 2
@@ -203,8 +229,9 @@ def _node_command(args: argparse.Namespace, agent: settings.Settings) -> int:
     try:
         if args.command == "exec":
             return nodecmds.exec_attached(
-                executor, namespace, name, args.cmd, app=args.app, tty=args.tty, uid=uid
-            )
+                executor, namespace, name, args.cmd, app=args.app, tty=args.tty, uid=uid,
+                client_input=client_input,
+            )  # fmt: skip
         if signum is not None:
             uuid = asyncio.run(nodecmds.send_signal(executor, namespace, name, signum, uid=uid))
             _write(f"sent {signum.name} to {namespace}/{name} (pod {uuid})")

@@ -21,7 +21,7 @@ from typing import Any
 
 from rkt_operator import errors
 from rkt_operator.executor.service import Executor
-from rkt_operator.rkt.types import PodObservation
+from rkt_operator.rkt.types import ClientInput, PodObservation
 
 
 def parse_signal(text: str) -> signal.Signals:
@@ -95,12 +95,17 @@ def exec_attached(
     app: str | None = None,
     tty: bool = False,
     uid: str | None = None,
+    client_input: ClientInput = "inherit",
 ) -> int:
     """Run ``command`` in the task's newest running pod, attached to this process as
     Nomad's streaming exec was: stdin forwarded, stdout and stderr kept apart, or on a
-    pseudo-terminal with ``tty``. Blocks until the command ends; its exit code."""
+    pseudo-terminal with ``tty``. Blocks until the command ends; its exit code. It also
+    ends, with what it started in the pod, when the client goes: its terminal hangs up,
+    SIGHUP/SIGTERM, or stdin shows it (``client_input``: ``ClientInput``)."""
     pod = asyncio.run(running_pod(executor, namespace, name, uid=uid))
-    return executor.rkt.enter_attached(pod.uuid, command, app=app, tty=tty)
+    return executor.rkt.enter_attached(
+        pod.uuid, command, app=app, tty=tty, client_input=client_input
+    )
 
 
 async def send_signal(

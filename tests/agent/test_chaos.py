@@ -167,6 +167,7 @@ def test_chaos(plane: ControlPlane, tmp_path: Path, request: pytest.FixtureReque
 
 
 @pytest.mark.rkt
+@pytest.mark.timeout(1200)  # real rkt converges in minutes on a loaded 2-core host
 def test_chaos_real_rkt(
     plane: ControlPlane,
     real_rkt: str,
@@ -187,6 +188,7 @@ def test_chaos_real_rkt(
         extra=(
             "--rkt-timeout-seconds=30",
             "--watch-stale-seconds=20",
+            "--log-level=DEBUG",  # few tasks: every decision in the log, to explain a failure
             *([f"--extra-path={shim}"] if shim else []),
         ),
         env_extra={"PATH": node.path_env},

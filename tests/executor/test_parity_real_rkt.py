@@ -1,15 +1,20 @@
 """The Nomad-parity fixes where they depend on what rkt does, checked on the real rkt (host
 flavor, root): E18 is terminal and leaves no pod; a stop by the agent is recorded (rkt
 itself says exit code 0); ``rkt enter`` attached forwards stdin and keeps the streams
-apart, or gives a terminal; a failed ``rkt trust`` is reported with command, output, error.
+apart, or gives a terminal, and what it started in the pod ends when its client goes; a
+failed ``rkt trust`` is reported with command, output, error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +22,7 @@ import pytest
 from rkt_devkit.netd import user_network
 from rkt_operator import errors
 from rkt_operator.executor.service import Executor
+from rkt_operator.rkt import attached
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
 from simrkt import identity, make_plan
@@ -106,7 +112,11 @@ from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
 s = Settings(rkt_path=sys.argv[1], rkt_dir=Path(sys.argv[2]), rkt_local_config=Path(sys.argv[3]))
 cmd = ["/bin/sh", "-c", sys.argv[6]]
-sys.exit(RktCli(s).enter_attached(sys.argv[4], cmd, tty=sys.argv[5] == "tty"))
+mode = sys.argv[5]
+client_input = {"end": "held", "frames": "frames"}.get(mode.rpartition("-")[2], "inherit")
+sys.exit(RktCli(s).enter_attached(
+    sys.argv[4], cmd, tty=mode.startswith("tty"), client_input=client_input
+))
 """
 
 
@@ -151,3 +161,120 @@ async def test_trust_failure_names_command_output_and_error(real_rkt: str, tmp_p
     assert "--prefix=example.com/invalid" in message
     assert "; output: " in message
     assert "; error: trust: " in message
+
+
+def _sessions_of(marker: str) -> set[int]:
+    """The session ids of the live ``sleep MARKER`` processes (that of ``rkt enter``)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+            if argv == [b"sleep", marker.encode()]:
+                found.add(os.getsid(int(entry.name)))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _live_in_session(sid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        try:
+            mine = entry.name.isdigit() and os.getsid(int(entry.name)) == sid
+            if mine and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                out.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def _bounded(check: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not check():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.2)
+
+
+# (mode of the _ENTER script, how its client goes)
+_GOING = [
+    ("plain-end", "input"),
+    ("tty-end", "input"),
+    ("plain-frames", "input"),
+    ("tty", "hang-up"),
+    ("plain", "SIGTERM"),
+]
+
+
+async def test_attached_enter_ends_what_it_started_in_the_pod_when_its_client_goes(
+    real_rkt: str, host_left_clean: None, tmp_path: Path, images: dict[str, Path]
+) -> None:
+    """rkt enter killed alone leaves its command running in the pod: the attached exec ends
+    the whole session of rkt enter when its input (held open by the client) ends, when its
+    terminal hangs up, or on SIGTERM; a command that ignores SIGTERM and SIGHUP gets SIGKILL.
+    With input in frames, the command gets the input and its end, and its exit code comes
+    back."""
+    settings = _settings(real_rkt, tmp_path)
+    executor = Executor(settings=settings, rkt=RktCli(settings))
+    pod = await executor.ensure_started(make_plan(settings, identity(), images["sleeper"]))
+    base = [sys.executable, "-c", _ENTER, real_rkt, str(settings.rkt_dir),
+            str(settings.rkt_local_config), pod.uuid]  # fmt: skip
+    try:
+        await _app_set_up(executor, pod.uuid)
+        for n, (mode, how) in enumerate(_GOING):
+            marker = str(4600 + n)
+            script = f"trap '' TERM HUP; sleep {marker}; echo after"
+            if how == "hang-up":
+                main, side = os.openpty()
+                client = subprocess.Popen(
+                    [*base, mode, script], stdin=side, stdout=side, stderr=side,
+                    start_new_session=True,
+                )  # fmt: skip
+                os.close(side)
+            else:
+                client = subprocess.Popen(
+                    [*base, mode, script], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, start_new_session=True,
+                )  # fmt: skip
+            try:
+                _bounded(functools.partial(_sessions_of, marker), f"sleep {marker} in the pod")
+                [session] = _sessions_of(marker)
+                assert len(_live_in_session(session)) >= 3  # rkt enter, sh, sleep
+                if how == "input":
+                    assert client.stdin is not None
+                    client.stdin.close()
+                elif how == "hang-up":
+                    os.close(main)
+                else:
+                    client.send_signal(signal.SIGTERM)
+                client.wait(timeout=120)
+                _bounded(
+                    lambda s=session: not _live_in_session(s),
+                    f"{mode}: the session of rkt enter ends after {how}",
+                )
+            finally:
+                if client.poll() is None:
+                    client.kill()
+                    client.wait()
+                if client.stdin is not None and not client.stdin.closed:
+                    client.stdin.close()
+        # (Once the pod has run commands: right after its start an enter may miss its tools.)
+        framed = subprocess.Popen(
+            [*base, "plain-frames", "tr a-z A-Z; echo oops >&2; exit 4"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert framed.stdin is not None
+        framed.stdin.write(attached.frame(b"hel") + attached.frame(b"lo\n") + attached.frame(b""))
+        framed.stdin.flush()  # and held open: its end would be the client's
+        try:
+            framed.wait(timeout=120)  # stdin still open (communicate() would close it)
+        finally:
+            framed.kill()
+        assert framed.stdout is not None
+        assert framed.stderr is not None
+        out, err = framed.stdout.read(), framed.stderr.read()
+        for pipe in (framed.stdin, framed.stdout, framed.stderr):
+            pipe.close()
+        assert (framed.returncode, out, err) == (4, b"HELLO\n", b"oops\n")
+    finally:
+        await executor.stop(pod.uuid, kill_timeout=10)
+        await executor.remove(pod.uuid)

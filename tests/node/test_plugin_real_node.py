@@ -342,6 +342,11 @@ def test_exec_with_stdin_and_a_non_zero_exit_code(scenario: Scenario) -> None:
     # The command runs in the task's pod (its root filesystem, its /local).
     inside = rkt(scenario, "exec", TASK, "--", "/bin/sh", "-c", "ls /local >/dev/null && echo in")
     assert (inside.returncode, inside.stdout) == (0, "in\n"), inside.stderr
+    # Without -i the plugin holds kubectl's input open (the end of the client): the command
+    # gets none, and its exit code and streams come through as they are.
+    done = rkt(scenario, "exec", TASK, "--", "/bin/sh", "-c", "cat; echo out; echo err >&2; exit 7")
+    assert (done.returncode, done.stdout) == (7, "out\n"), done.stderr
+    assert done.stderr == "err\n"
 
 
 def _read_until(fd: int, wanted: str, deadline: float) -> str:
@@ -387,6 +392,119 @@ def test_exec_tty_session_through_a_pseudo_terminal(scenario: Scenario) -> None:
             shell.kill()
             shell.wait()
         os.close(main)
+
+
+# The processes of one `kubectl rkt exec ... -- sleep MARKER` on the node, seen from the host
+# (this tier runs there, as root, and the agent shares the host's PID namespace): the node
+# command and `rkt enter` in the agent's container, the command in the task's pod. The client's
+# own processes (the plugin, kubectl), whose arguments end with the same words, run in this
+# test's mount namespace and are left out; so are zombies.
+def exec_processes(marker: str) -> dict[int, str]:
+    mine = os.readlink("/proc/self/ns/mnt")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            if argv[-2:] != ["sleep", marker] or os.readlink(entry / "ns" / "mnt") == mine:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z":
+            continue
+        if argv == ["sleep", marker]:
+            role = "command in the pod"
+        elif any(arg.endswith("/enter") for arg in argv):
+            role = "rkt enter"
+        elif "exec" in argv and any(arg.endswith("/rkt-operator") for arg in argv[:2]):
+            role = "node command"
+        else:
+            role = " ".join(argv[:3])
+        found[int(entry.name)] = role
+    return found
+
+
+EXEC_ROLES = {"node command", "rkt enter", "command in the pod"}
+_markers = iter(range(4400, 4500))
+
+
+# Measured here: with a terminal (kubectl exec -t), when kubectl is killed the kubelet and
+# containerd leave the node command's terminal as it was (no hang-up, no end of file, no
+# signal), so the node command cannot tell its client went: that case still leaks.
+_IT_KILL_LEAKS = pytest.mark.xfail(
+    strict=True,
+    reason="kubectl rkt exec -it, kubectl killed: containerd keeps the exec's terminal open "
+    "and silent, nothing tells the node command (not fixed)",
+)
+
+
+@pytest.mark.parametrize(
+    ("flags", "how"),
+    [
+        pytest.param([], "ctrl-c", id="no-input-ctrl-c"),
+        pytest.param([], "kill", id="no-input-kill"),
+        pytest.param(["-t"], "ctrl-c", id="t-ctrl-c"),
+        pytest.param(["-t"], "kill", id="t-kill"),
+        pytest.param(["-i"], "ctrl-c", id="i-ctrl-c"),
+        pytest.param(["-i"], "kill", id="i-kill"),
+        pytest.param(["-it"], "ctrl-c", id="it-ctrl-c"),
+        pytest.param(["-it"], "kill", id="it-kill", marks=_IT_KILL_LEAKS),
+    ],
+)
+def test_exec_ends_on_the_node_when_its_client_goes(
+    scenario: Scenario, flags: list[str], how: str
+) -> None:
+    """``kubectl rkt exec [-i|-t|-it] TASK -- sleep N``: after Ctrl-C, or kubectl killed outright,
+    neither the node command, nor ``rkt enter``, nor the command in the pod runs on. (With
+    -it, Ctrl-C is a byte typed on the terminal: it interrupts the command in the pod.)"""
+    _needs(scenario, "task")
+    marker = str(next(_markers))
+    argv = _argv(scenario, "exec", *flags, TASK, "--", "sleep", marker)
+    main = None
+    if "-it" in flags:
+        main, side = os.openpty()
+        client = subprocess.Popen(
+            argv, stdin=side, stdout=side, stderr=side, env={**_env(scenario), "TERM": "xterm"},
+            start_new_session=True,
+        )  # fmt: skip
+        os.close(side)
+    else:  # with -i: an input that stays open, as a person's would
+        client = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if "-i" in flags else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(scenario),
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(
+            lambda: set(exec_processes(marker).values()) == EXEC_ROLES, timeout=WAIT,
+            interval=0.5, what=f"the node command, rkt enter and sleep {marker} in the pod",
+        )  # fmt: skip
+        if how == "kill":
+            [kubectl] = _children(client.pid)
+            os.kill(kubectl, signal.SIGKILL)
+        elif main is not None:
+            os.write(main, b"\x03")  # the terminal is raw: the byte goes to the pod's terminal
+        else:
+            os.killpg(client.pid, signal.SIGINT)  # Ctrl-C: the client's foreground group
+        client.wait(timeout=WAIT)  # the plugin ends with its kubectl
+    finally:
+        if client.poll() is None:
+            os.killpg(client.pid, signal.SIGKILL)
+            client.wait()
+        for pipe in (client.stdin, client.stdout, client.stderr):
+            if pipe is not None:
+                pipe.close()
+        if main is not None:
+            os.close(main)
+    try:
+        wait_for(
+            lambda: not exec_processes(marker), timeout=WAIT, interval=1,
+            what=f"everything `kubectl rkt exec {' '.join(flags)}` started to end after {how}",
+        )  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still there: {exec_processes(marker)}") from exc
 
 
 def test_signal_reaches_the_app(scenario: Scenario) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from rkt_operator.plugin import plan
 from rkt_operator.plugin.plan import PluginError, Request, Task
+from rkt_operator.rkt import attached
 
 TASK = Task(
     namespace="apps", name="kv-server", uid="1f0e6a52-0000-4000-8000-00000000abcd", node="n1"
@@ -46,11 +47,13 @@ def test_kubectl_flags_before_or_after_the_command() -> None:
         (["logs", "kv-server", "--since", "1h30m"], ["--since=1h30m"]),
         (["stats", "kv-server"], []),
         (["signal", "kv-server", "HUP"], ["--", "HUP"]),
-        (["exec", "kv-server", "--", "cat", "-n"], ["--", "cat", "-n"]),
+        (["exec", "kv-server", "--", "cat", "-n"], ["--end-with-stdin", "--", "cat", "-n"]),
+        (["exec", "kv-server", "-i", "--", "cat", "-n"], ["--stdin-frames", "--", "cat", "-n"]),
         (["exec", "kv-server", "-it", "--", "/bin/sh"], ["--tty", "--", "/bin/sh"]),
+        (["exec", "kv-server", "-t", "--", "top"], ["--tty", "--end-with-stdin", "--", "top"]),
         (
             ["exec", "kv-server", "--app=web", "--", "ls", "--", "-x"],
-            ["--app=web", "--", "ls", "--", "-x"],
+            ["--end-with-stdin", "--app=web", "--", "ls", "--", "-x"],
         ),
     ],
 )
@@ -97,6 +100,34 @@ def test_exec_in_the_agent_container_passes_stdin_and_tty_only_for_exec() -> Non
         "--", "rkt-operator", "logs", "apps/kv-server", UID, "--follow", "--end-with-stdin",
     ]  # fmt: skip
     assert not plan.holds_input(req("exec", "kv-server", "-i", "--", "cat"))
+    assert not plan.holds_input(req("exec", "kv-server", "-it", "--", "sh"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "kubectl_flags", "node_flags"),
+    [
+        # No input for the command: kubectl's input is the plugin's unwritten pipe, whose end
+        # (the session's, however the client went) ends the node command and what it started.
+        ([], ["--stdin"], ["--end-with-stdin"]),
+        # -t alone: kubectl gives no terminal without input; the node command makes the pod's.
+        (["-t"], ["--stdin"], ["--tty", "--end-with-stdin"]),
+        # The caller's input goes to the command in frames, the last one ending it: the end
+        # of kubectl's input itself is then the client's.
+        (["-i"], ["--stdin"], ["--stdin-frames"]),
+        # A terminal: the client going hangs it up.
+        (["-i", "-t"], ["--stdin", "--tty"], ["--tty"]),
+    ],
+)
+def test_exec_holds_kubectls_input_open_unless_the_caller_gives_input(
+    flags: list[str], kubectl_flags: list[str], node_flags: list[str]
+) -> None:
+    r = req("exec", "kv-server", *flags, "--", "sleep", "9")
+    assert plan.holds_input(r) is ("-i" not in flags)
+    assert plan.frames_input(r) is (flags == ["-i"])
+    assert plan.exec_in_agent(r, "a", TASK) == [
+        "kubectl", "exec", "--namespace=rkt-operator", "a", "--container=agent", *kubectl_flags,
+        "--", "rkt-operator", "exec", "apps/kv-server", UID, *node_flags, "--", "sleep", "9",
+    ]  # fmt: skip
 
 
 def test_agent_lookup_and_permission_checks() -> None:
@@ -278,3 +309,24 @@ def test_describe_renders_the_pods_as_rkt_reports_them() -> None:
     ]
     assert lines[3].split()[:7] == ["u-old", "exited", "3", "<none>", "<none>", "<none>", "1"]
     assert plan.render_pods(TASK, "[]") == 'Pods on node "n1" (as rkt reports them): none\n'
+
+
+@pytest.mark.parametrize(
+    "chunks", [[b"hello\n"], [b"a", b"", b"b"], [bytes(range(256)) * 300, b"\x00\x00\x00\x00"]]
+)
+def test_input_frames_of_the_plugin_decode_on_the_node_whatever_the_reads(
+    chunks: list[bytes],
+) -> None:
+    """``kubectl rkt exec -i``: what the plugin frames, the node command (``--stdin-frames``)
+    gets back byte for byte, however the stream is cut into reads, and then the end of input
+    (b""); a length no plugin sends is refused."""
+    stream = b"".join(plan.frame(c) for c in chunks if c) + plan.frame(b"")
+    for step in (1, 3, 4096, len(stream)):
+        frames = attached.Frames()
+        out = []
+        for i in range(0, len(stream), step):
+            out += frames.feed(stream[i : i + step])
+        assert out == [c for c in chunks if c] + [b""]
+        assert plan.frame(b"x") == attached.frame(b"x") == b"\x00\x00\x00\x01x"
+    with pytest.raises(ValueError, match="input frame of"):
+        attached.Frames().feed((attached.MAX_FRAME_BYTES + 1).to_bytes(4, "big"))

@@ -3,11 +3,15 @@ that starts processes, and the only ones it starts are kubectl's."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import IO
 
 from rkt_operator.plugin import plan
 
@@ -28,16 +32,36 @@ def capture(argv: Sequence[str]) -> tuple[int, str, str]:
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def attach(argv: Sequence[str], *, hold_input: bool = False) -> int:
+def _send_frames(source: int, sink: IO[bytes]) -> None:
+    """This process's input to kubectl in frames (``plan.frame``), then the end-of-input
+    frame; the pipe stays open after it (``attach`` closes it when kubectl ends)."""
+    try:
+        while data := os.read(source, 65536):
+            sink.write(plan.frame(data))
+            sink.flush()
+        sink.write(plan.frame(b""))
+        sink.flush()
+    except (OSError, ValueError):  # kubectl went (or attach closed the pipe)
+        pass
+
+
+def attach(argv: Sequence[str], *, hold_input: bool = False, frame_input: bool = False) -> int:
     """Run kubectl on this process's stdin, stdout, stderr and terminal; its exit code (that
     of the remote command, for ``kubectl exec``). SIGINT, SIGTERM and SIGHUP are passed on to
     kubectl, which ends the session (a Ctrl-C reaches both anyway: same process group); this
     process waits for it meanwhile. ``hold_input``: kubectl's stdin is instead a pipe this
-    process holds open, unwritten, until kubectl ends (``plan.holds_input``)."""
+    process holds open, unwritten, until kubectl ends (``plan.holds_input``); ``frame_input``:
+    a pipe that carries this process's input in frames and stays open until kubectl ends
+    (``plan.frames_input``)."""
+    piped = hold_input or frame_input
     try:
-        child = subprocess.Popen(list(argv), stdin=subprocess.PIPE if hold_input else None)
+        child = subprocess.Popen(list(argv), stdin=subprocess.PIPE if piped else None)
     except FileNotFoundError:
         raise plan.PluginError(KUBECTL_MISSING) from None
+    if frame_input and child.stdin is not None:
+        threading.Thread(
+            target=_send_frames, args=(sys.stdin.fileno(), child.stdin), daemon=True
+        ).start()
 
     def forward(signum: int, frame: FrameType | None) -> None:
         child.send_signal(signum)
@@ -49,7 +73,8 @@ def attach(argv: Sequence[str], *, hold_input: bool = False) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if child.stdin is not None:
-            child.stdin.close()
+            with contextlib.suppress(OSError):  # kubectl is gone: unsent frames go with it
+                child.stdin.close()
 
 
 def _require(req: plan.Request, argv: list[str], verb: str, resource: str, ns: str) -> None:
@@ -76,7 +101,11 @@ def run(req: plan.Request) -> int:
     pod = plan.pick_agent(req, task, out)
     _require(req, plan.can_i_exec(req, pod), "create", "pods/exec", req.agent_namespace)
     if req.command != "describe":
-        return attach(plan.exec_in_agent(req, pod, task), hold_input=plan.holds_input(req))
+        return attach(
+            plan.exec_in_agent(req, pod, task),
+            hold_input=plan.holds_input(req),
+            frame_input=plan.frames_input(req),
+        )
     code = attach(plan.describe_task(req, task))
     if code != 0:
         return code

@@ -263,6 +263,8 @@ def node_command(req: Request, task: Task) -> list[str]:
         argv += [f"--since={req.since}"] if req.since else []
     elif req.command == "exec":
         argv += ["--tty"] if req.tty else []
+        argv += ["--end-with-stdin"] if holds_input(req) else []
+        argv += ["--stdin-frames"] if frames_input(req) else []
         argv += [f"--app={req.app}"] if req.app else []
         argv += ["--", *req.cmd]
     elif req.command == "signal":
@@ -272,19 +274,38 @@ def node_command(req: Request, task: Task) -> list[str]:
 
 def holds_input(req: Request) -> bool:
     """Whether kubectl's input is a pipe the plugin holds open and never writes to, rather
-    than the plugin's own: for ``logs -f``. The node command follows the log until that
-    input ends (``--end-with-stdin``), which happens when the session ends however its client
-    went: without it, the API server and the kubelet leave the remote command running."""
+    than the plugin's own: for ``logs -f`` and for ``exec`` without ``-i``. The node command
+    ends (``--end-with-stdin``: stops following; ends ``rkt enter`` and the command in the
+    pod) once that input ends, which happens when the session ends however its client went:
+    without it, the API server and the kubelet leave the remote command running."""
+    if req.command == "exec":
+        return not req.stdin
     return req.command == "logs" and req.follow
+
+
+def frames_input(req: Request) -> bool:
+    """Whether the plugin passes the caller's input to kubectl in frames (``frame``): for
+    ``exec -i`` without a terminal. The node command (``--stdin-frames``) gives the command
+    the input the frames carry and ends it at the frame that ends the input; the end of
+    kubectl's input itself is then the end of the session, however its client went. (A
+    terminal, ``-it``, hangs up instead.)"""
+    return req.command == "exec" and req.stdin and not req.tty
+
+
+def frame(data: bytes) -> bytes:
+    """One frame of input as the node command reads it (``--stdin-frames``): a 4-byte
+    big-endian length and the bytes; ``frame(b"")`` ends the input."""
+    return len(data).to_bytes(4, "big") + data
 
 
 def exec_in_agent(req: Request, pod: str, task: Task) -> list[str]:
     """``kubectl exec`` of the node command in the agent's container; ``-i``/``-t`` for
-    ``exec -i``/``-t``, and ``-i`` for ``logs -f`` (see ``holds_input``)."""
+    ``exec -i``/``-i -t``, and ``-i`` alone for ``logs -f`` and ``exec`` without ``-i`` (see
+    ``holds_input``; kubectl gives no terminal without input anyway: ``exec -t`` alone gets
+    its terminal from the node command)."""
     flags = []
-    if req.command == "exec":
-        flags += ["--stdin"] if req.stdin else []
-        flags += ["--tty"] if req.tty else []
+    if req.command == "exec" and req.stdin:
+        flags += ["--stdin", "--tty"] if req.tty else ["--stdin"]
     flags += ["--stdin"] if holds_input(req) else []
     return [
         *kubectl(req),

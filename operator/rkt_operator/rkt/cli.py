@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from rkt_operator import errors
 from rkt_operator.rkt import attached, parse, pods
 from rkt_operator.rkt.pods import PodStatus, PodStatusText, RktVersion
-from rkt_operator.rkt.types import LaunchPlan
+from rkt_operator.rkt.types import ClientInput, LaunchPlan
 from rkt_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -327,16 +327,27 @@ class RktCli:
         return [*self.base_argv(), "enter", *app_flag, _check_uuid(uuid), *cmd]
 
     def enter_attached(
-        self, uuid: str, cmd: Sequence[str], *, app: str | None = None, tty: bool = False
+        self,
+        uuid: str,
+        cmd: Sequence[str],
+        *,
+        app: str | None = None,
+        tty: bool = False,
+        client_input: ClientInput = "inherit",
     ) -> int:
         """``rkt enter`` attached to this process (blocking): stdin forwarded, stdout and
         stderr apart, or with ``tty`` on a new pseudo-terminal. The command's exit code
-        (254 when rkt itself refuses, as ``rkt enter`` exits)."""
+        (254 when rkt itself refuses, as ``rkt enter`` exits). ``client_input``: what stdin
+        is (``ClientInput``); when it shows the client went, what ``rkt enter`` started in
+        the pod is ended (see ``attached``)."""
         argv = self.enter_argv(uuid, cmd, app=app)
-        log.debug("rkt enter attached argv=%s tty=%s", shlex.join(argv), tty)
+        log.debug(
+            "rkt enter attached argv=%s tty=%s client_input=%s",
+            shlex.join(argv), tty, client_input,
+        )  # fmt: skip
         runner = attached.run_in_pty if tty else attached.run_inherited
         try:
-            return runner(argv, self._env)
+            return runner(argv, self._env, client_input=client_input)
         except (FileNotFoundError, PermissionError) as exc:
             raise errors.RktUnavailable(
                 f"cannot execute rkt binary {self.settings.rkt_path!r}: {exc.strerror}",

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from rkt_operator.model import api
 
@@ -162,3 +163,10 @@ class PodObservation:
         """Neither live nor finished (``embryo``, ``preparing``, ``deleting``...): debris of
         an interrupted prepare; it can never become the task's pod."""
         return not self.live and not self.finished
+
+
+# What an attached ``rkt enter`` (``rkt-operator exec``) makes of its caller's standard input:
+# "inherit" passes it on as it is; "held": the client holds it open, unwritten, so its end is
+# the client's, and the command gets none; "frames": it carries the client's input in frames
+# (``kubectl rkt exec -i``) and an end-of-input frame, so that its own end is the client's.
+ClientInput = Literal["inherit", "held", "frames"]
