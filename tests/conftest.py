@@ -6,8 +6,10 @@ real rkt (see ``realrkt``): required in CI, skipped with one line elsewhere when
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 import realrkt
@@ -81,3 +83,35 @@ def host_left_clean() -> Iterator[None]:
     yield
     left = realrkt.leftovers(before, realrkt.host_snapshot())
     assert not left, f"the real-rkt tiers left host state behind: {left}"
+
+
+def _processes_under(root: str) -> list[psutil.Process]:
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if proc.info["pid"] != me and any(root in part for part in cmdline):
+            found.append(proc)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session-wide, set up first and so checked last: nothing a test started below this
+    run's temporary directory (simulated or real pods, shims, agents) outlives the run. A
+    leftover is killed, so it cannot pile up on the machine, and fails the run."""
+    root = str(tmp_path_factory.getbasetemp())
+    yield
+    deadline = time.monotonic() + 15  # what was just stopped may still be exiting
+    left = _processes_under(root)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = _processes_under(root)
+    described = []
+    for proc in left:
+        try:
+            described.append(" ".join(proc.cmdline())[:200])
+            proc.kill()
+        except psutil.Error:
+            continue
+    assert not described, f"processes left behind by the tests (killed now): {described}"

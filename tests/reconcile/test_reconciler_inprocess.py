@@ -10,6 +10,7 @@ tiers in tests/agent check the same promises end to end.)
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from rkt_operator.reconcile import reconciler as reconciler_module
 from rkt_operator.reconcile.reconciler import Reconciler
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
-from simrkt import make_settings
+from simrkt import force_stop_all, kill_leftovers, make_settings
 
 UID = "8d3f6c1e-1111-4222-8333-944455556666"
 
@@ -227,11 +228,25 @@ async def test_a_restart_waits_for_its_back_off_on_the_reconcilers_clock(
     assert [p.uuid for p in running] == [status["uuid"]]
 
 
-async def test_a_pass_lists_the_pods_once_and_never_again_to_report(
-    settings: Settings, api: RecordingApi, clock: Clock, images: dict[str, Path]
-) -> None:
+@pytest.fixture
+async def counted_rkt(settings: Settings) -> AsyncIterator[tuple[RktCli, list[str]]]:
+    """An RktCli that records each subcommand it ran; its pods are stopped afterwards, as
+    the ``rkt`` fixture does for the other tests."""
     commands: list[str] = []
     rkt = RktCli(settings, observer=lambda subcommand, _seconds: commands.append(subcommand))
+    yield rkt, commands
+    await force_stop_all(rkt)
+    kill_leftovers(settings)
+
+
+async def test_a_pass_lists_the_pods_once_and_never_again_to_report(
+    settings: Settings,
+    api: RecordingApi,
+    clock: Clock,
+    images: dict[str, Path],
+    counted_rkt: tuple[RktCli, list[str]],
+) -> None:
+    rkt, commands = counted_rkt
     loop = reconciler(settings, Executor(settings=settings, rkt=rkt), api, clock)
     api.create("web", images["sleeper"], uid=UID)
 

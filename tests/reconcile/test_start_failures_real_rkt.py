@@ -145,7 +145,10 @@ async def test_a_restart_the_status_never_recorded_is_counted_from_the_real_pod(
     assert out.error is None
     status = api.get("web")["status"]
     assert (status["phase"], status["restarts"]) == ("Running", 1)
-    assert [e.reason for e in out.events].count("Restarting") == 1
+    # The restart's event went out before the write that failed; the new agent finds it
+    # under the same name (not doubled) and records it as posted.
+    assert len(api.posted("web", "Restarting")) == 1
+    assert status["restartEventsPosted"] == 1
     live = [p for p in await fresh.pods_for(UID) if p.live]
     assert [p.uuid for p in live] == [status["uuid"]]
     assert status["uuid"] != old
