@@ -276,5 +276,5 @@ async def test_attached_enter_ends_what_it_started_in_the_pod_when_its_client_go
             pipe.close()
         assert (framed.returncode, out, err) == (4, b"HELLO\n", b"oops\n")
     finally:
-        await executor.stop(pod.uuid, kill_timeout=10)
+        await executor.stop(pod.uuid, kill_timeout=30)  # generous: a loaded host is slow
         await executor.remove(pod.uuid)
