@@ -86,11 +86,15 @@ def host_left_clean() -> Iterator[None]:
 
 
 def _processes_under(root: str) -> list[psutil.Process]:
-    me = os.getpid()
+    """Processes whose command line names a path inside ``root`` (``root`` itself, as in
+    ``--basetemp``, does not count, nor does this process or what started it)."""
+    inside = root.rstrip(os.sep) + os.sep  # pytest-21/ must not match pytest-210/
+    me = psutil.Process()
+    ours = {me.pid, *(p.pid for p in me.parents())}
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if proc.info["pid"] != me and any(root in part for part in cmdline):
+        if proc.info["pid"] not in ours and any(inside in part for part in cmdline):
             found.append(proc)
     return found
 
