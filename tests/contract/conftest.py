@@ -67,13 +67,16 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
 
 
 @pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
     root = tmp_path_factory.mktemp("gpg")
-    return Keys(
+    made = Keys(
         GpgKey.create(root / "trusted", "builder@example.com"),
         GpgKey.create(root / "stranger", "mallory@example.org"),
         GpgKey.create(root / "eddsa", "modern@example.net", algorithm="ed25519"),
     )
+    yield made
+    for key in (made.trusted, made.stranger, made.eddsa):
+        key.close()
 
 
 @pytest.fixture

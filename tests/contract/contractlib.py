@@ -242,6 +242,13 @@ class GpgKey:
         )
         return out
 
+    def close(self) -> None:
+        """Stop the gpg-agent that gpg started for this home (it would outlive the run)."""
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+            check=False, capture_output=True, timeout=60,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Images:
