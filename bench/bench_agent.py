@@ -123,6 +123,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "FILE when it stops (the agent's figures then include the profiler's own cost)",
     )
     parser.add_argument(
+        "--profile-memory",
+        action="store_true",
+        help="with --profile: tracemalloc instead of yappi (the Python heap's largest "
+        "allocation sites when the agent stops; its RSS then includes tracemalloc's own)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (logs, manifests)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
@@ -271,6 +277,7 @@ def _run_scale(args: argparse.Namespace, workdir: Path, out: Any) -> int:
                     extra=args.agent_arg,
                     env=_rkt_env(args),
                     profile=args.profile and args.profile.with_suffix(f".{log_name}.txt"),
+                    memory_profile=args.profile_memory,
                 )
                 started.append(controller)
                 return controller
@@ -346,6 +353,7 @@ def _run(args: argparse.Namespace, workdir: Path, out: Any) -> int:
                         extra=args.agent_arg,
                         env=env,
                         profile=args.profile,
+                        memory_profile=args.profile_memory,
                     )
 
                 results.append(_rkt_phase(args, workdir, common, make_agent, "agent", started))

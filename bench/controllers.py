@@ -100,14 +100,18 @@ def agent(
     extra: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     profile: Path | None = None,
+    memory_profile: bool = False,
 ) -> Controller:
     """The node agent on the simulator, as an operator would run it (flags = settings).
     ``marker``: a path in the command line of every rkt process and pod supervisor it starts
     (the node's directory, which holds both the rkt store and the task root). ``profile``:
-    run it under yappi (``bench/profiled_agent.py``), its profile written there at exit."""
+    run it under yappi (``bench/profiled_agent.py``), its profile written there at exit;
+    under tracemalloc instead with ``memory_profile``."""
     command = [str(venv_bin / "rkt-operator")]
     if profile is not None:
-        command = [str(venv_bin / "python"), str(BENCH / "profiled_agent.py"), str(profile), "--"]
+        mode = ["--memory"] if memory_profile else []
+        script = str(BENCH / "profiled_agent.py")
+        command = [str(venv_bin / "python"), script, *mode, str(profile), "--"]
     argv = [
         *command,
         "run",

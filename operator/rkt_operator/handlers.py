@@ -1,16 +1,22 @@
 """Thin kopf handlers: each reads the agent from ``memo``, calls the one level-based
-``Reconciler`` (create, resume, update, the resync timer) or its ``finalize`` (delete), posts
-the events it returns, counts its error (``rktoperator_reconcile_errors_total``), and maps
-the error to kopf's retry semantics in one place (``raise_for``). Registration (resources,
-filters, intervals) is in ``rkt_operator.kopfapp``.
+``Reconciler`` (create, resume, update) or its ``finalize`` (delete), posts the events it
+returns, counts its error (``rktoperator_reconcile_errors_total``), and maps the error to
+kopf's retry semantics in one place (``raise_for``). Between changes, one loop for the whole
+node (``NodeLoop``, fed by kopf's index of the node's tasks) runs the periodic resync and
+probe passes. Registration (resources, filters, intervals) is in ``rkt_operator.kopfapp``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
@@ -19,10 +25,12 @@ from rkt_operator import errors, kubeapi
 from rkt_operator.metrics.collector import AgentMetrics
 from rkt_operator.reconcile import taskstate
 from rkt_operator.reconcile.reconciler import Reconciler
+from rkt_operator.reconcile.schedule import Pass, Schedule
 from rkt_operator.reconcile.statuswriter import Outcome
 from rkt_operator.settings import Settings
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+log = logging.getLogger(__name__)
 
 
 class MemoryDiffBase(kopf.DiffBaseStorage):
@@ -75,7 +83,7 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
 
     def handled(self, body: kopf.Body) -> bool:
         """Whether the essence kopf last handled is this body's. The answer is kept per
-        task for the body's resourceVersion and the stored essence: the resync timer asks
+        task for the body's resourceVersion and the stored essence: the resync loop asks
         every few seconds, and the object has mostly not changed since it last asked."""
         uid = str(body.metadata.uid)
         stored = self._essences.get(uid)
@@ -135,8 +143,12 @@ class Agent:
     metrics: AgentMetrics | None = None
 
     def done(self, body: kopf.Body, outcome: Outcome) -> None:
-        """Post the outcome's events and count its error (once per reconcile pass)."""
+        """Post the outcome's events (kopf's queue: inside a handler) and count its error."""
         post(body, outcome)
+        self.count(outcome)
+
+    def count(self, outcome: Outcome) -> None:
+        """Count the outcome's error (once per reconcile pass)."""
         if outcome.error is not None and self.metrics is not None:
             self.metrics.count_error(outcome.error.reason)
 
@@ -232,35 +244,143 @@ async def update(
 
 def caught_up(body: kopf.Body, diffbase: kopf.DiffBaseStorage) -> bool:
     """Whether kopf has handled the object's current essence (its change handlers are done).
-    Until then the change handlers own the object and the timer stays out of their way."""
+    Until then the change handlers own the object and the resync loop stays out of their way."""
     if isinstance(diffbase, MemoryDiffBase):
         return diffbase.handled(body)
     return diffbase.fetch(body=body) == diffbase.build(body=body)
 
 
-@quiet_outages
-async def resync(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
-    """Timer: observe the pod cheaply (a shared ``rkt list``); write only on change."""
-    agent: Agent = memo.agent
-    if not caught_up(body, agent.diffbase):
-        return
-    outcome = await agent.reconciler.reconcile(body, logger=logger)
-    agent.done(body, outcome)
-    if outcome.error is not None:
-        logger.debug("resync: %s", outcome.error)
+def tasks_index(body: kopf.Body, **_: Any) -> dict[None, kopf.Body]:
+    """kopf index: the latest body of each of this node's tasks, as the watch delivered it
+    (kopf keeps it before any handler runs, and drops it when the task is deleted). The
+    node's resync loop (``NodeLoop``) reads the tasks from it."""
+    return {None: body}
 
 
-@quiet_outages
-async def probe(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
-    """Timer (each second, tasks with probes only): run the probes that are due; a changed
-    verdict reconciles the task at once."""
-    agent: Agent = memo.agent
-    if not caught_up(body, agent.diffbase):
-        return
-    outcome = await agent.reconciler.probe(body, logger=logger)
-    post(body, outcome)
-    if outcome.error is not None:
-        logger.debug("probe: %s", outcome.error)
+async def post_via_api(agent: Agent, body: kopf.Body, outcome: Outcome) -> None:
+    """Post the outcome's events through the agent's own API client (outside kopf's
+    handlers there is no kopf event queue). A post that fails is logged and dropped, as
+    kopf drops one."""
+    for event in outcome.events:
+        if event.posted:
+            continue
+        try:
+            await agent.reconciler.api.post_task_event(
+                body,
+                key=f"{event.reason}.{uuid.uuid4().hex}",
+                type_=event.type,
+                reason=event.reason,
+                message=event.message,
+                instance=agent.settings.node_name,
+                now=datetime.now(UTC),
+            )
+        except errors.EventNotPosted as exc:
+            log.warning("event %s not posted: %s", event.reason, exc)
+
+
+class NodeLoop:
+    """One loop for every task of the node instead of a kopf timer per task (whose
+    machinery cost about a millisecond per tick, task or no work): each tick (a second) it
+    walks the tasks kopf's index holds and runs the passes that are due
+    (``reconcile.schedule``): a resync (observe the pod through the shared ``rkt list``,
+    write only on change) every resync interval or sooner when a back-off falls due, and a
+    probe pass for tasks with probes. A task whose latest change kopf has not handled yet
+    is left to its change handlers (``caught_up``), and one being deleted to its delete
+    handler. Started and stopped with each kopf run (the index belongs to it)."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        tasks: Mapping[Any, Iterable[kopf.Body]],
+        *,
+        kopf_settings: kopf.OperatorSettings,
+        tick: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agent = agent
+        self.tasks = tasks
+        self.kopf_settings = kopf_settings
+        self.tick = tick
+        self.clock = clock
+        self.schedule = Schedule(interval=agent.settings.resync_interval_seconds, min_delay=tick)
+        self._passes: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._run(), name="node resync loop")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Start no pass; let the running ones end within ``grace`` seconds, then cancel."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        if self._passes:
+            _, pending = await asyncio.wait(set(self._passes), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.run_due()
+            except Exception:  # the loop must outlive any one bad tick
+                log.exception("resync loop tick failed")
+            await asyncio.sleep(self.tick)
+
+    def run_due(self) -> int:
+        """Start the passes due now; returns how many were started."""
+        now = self.clock()
+        seen: set[str] = set()
+        started = 0
+        for body in self.tasks.get(None, ()):
+            uid = str(body.metadata.uid)
+            seen.add(uid)
+            if body.metadata.get("deletionTimestamp"):
+                continue
+            spec = body.spec
+            probed = bool(spec.get("readinessProbe") or spec.get("livenessProbe"))
+            kind = self.schedule.next_pass(uid, now, probed=probed)
+            if kind is None:
+                continue
+            task = asyncio.create_task(self._pass(body, uid, kind))
+            self._passes.add(task)
+            task.add_done_callback(self._passes.discard)
+            started += 1
+        self.schedule.keep_only(seen)
+        return started
+
+    async def _pass(self, body: kopf.Body, uid: str, kind: Pass) -> None:
+        requeue: float | None = None
+        logger = kopf.ObjectLogger(body=body, settings=self.kopf_settings)
+        try:
+            if caught_up(body, self.agent.diffbase):
+                requeue = await self._run_pass(body, kind, logger)
+        except Exception as exc:  # one task's failure is its own
+            why = kubeapi.outage(exc)
+            if why is None:
+                logger.exception("%s pass failed", kind.value)
+            else:
+                logger.warning(
+                    "%s pass failed temporarily: %s: %s", kind.value, API_UNAVAILABLE, why
+                )
+        finally:
+            self.schedule.finished(uid, kind, self.clock(), requeue)
+
+    async def _run_pass(self, body: kopf.Body, kind: Pass, logger: Logger) -> float | None:
+        agent = self.agent
+        if kind is Pass.PROBE:
+            outcome = await agent.reconciler.probe(body, logger=logger)
+        else:
+            outcome = await agent.reconciler.reconcile(body, logger=logger)
+            agent.count(outcome)
+            logger.debug("resync pass done writes=%d", outcome.writes)
+        await post_via_api(agent, body, outcome)
+        if outcome.error is not None:
+            logger.debug("%s: %s", kind.value, outcome.error)
+        return outcome.requeue_after
 
 
 @quiet_outages

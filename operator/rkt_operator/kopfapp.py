@@ -24,10 +24,12 @@ health endpoint of ``health``). Log set-up is in ``logconfig``.
   agent's event loop; a port that cannot be bound is logged, not fatal (tasks matter more).
 - Few API writes: one change handler per cause, all at once (``lifecycles.all_at_once``);
   the status is written by the reconciler only when it changed.
-- Probes: a second timer, every :data:`PROBE_TICK_SECONDS` and only for tasks that have a
-  readiness or liveness probe, runs the probes that are due; a probe due between two ticks
-  runs at the next one (so periods are kept to within a second, whatever the resync
-  interval).
+- Resync and probes: no kopf timer per task (kopf's timer machinery cost about 1 ms per
+  task per tick, and a task each). kopf keeps an index of the node's tasks (``tasks``, the
+  latest body of each); one loop per kopf run (``handlers.NodeLoop``) ticks every
+  :data:`PROBE_TICK_SECONDS`, resyncs each task every ``resync_interval_seconds`` (sooner
+  when a back-off falls due) and runs the due probes of tasks that have any; a probe due
+  between two ticks runs at the next one (periods kept to within a second).
 """
 
 from __future__ import annotations
@@ -112,10 +114,6 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     on_node: dict[str, Any] = {"when": on_this_node}
 
-    def probed_on_this_node(spec: kopf.Spec, **_: Any) -> bool:
-        has_probe = bool(spec.get("readinessProbe") or spec.get("livenessProbe"))
-        return has_probe and on_this_node(spec)
-
     access = in_cluster_access()
     token = apiaccess.TokenFile(access.token_file) if access is not None else None
 
@@ -129,7 +127,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         return login_in_cluster(access, token)
 
     @kopf.on.startup(registry=registry, id="start-agent")
-    async def start_agent(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    async def start_agent(settings: kopf.OperatorSettings, memo: kopf.Memo, **kw: Any) -> None:
         configure(settings, agent_settings)
         runtime: Runtime | None = getattr(memo, "runtime", None)
         if runtime is None:  # not supervised (a bare kopf run of this registry)
@@ -138,6 +136,13 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             )
             memo.runtime_owned = runtime
         memo.agent, memo.fingerprint = runtime.agent, runtime.fingerprint
+        previous: handlers.NodeLoop | None = getattr(memo, "node_loop", None)
+        if previous is not None:  # an earlier run's, should its clean-up not have run
+            await previous.stop()
+        memo.node_loop = handlers.NodeLoop(
+            runtime.agent, kw["tasks"], kopf_settings=settings, tick=PROBE_TICK_SECONDS
+        )
+        memo.node_loop.start()
         log.info(
             "agent started node=%s selector=%s namespaces=%s",
             agent_settings.node_name,
@@ -147,6 +152,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry, id="stop-agent")
     async def stop_agent(memo: kopf.Memo, **_: Any) -> None:
+        node_loop: handlers.NodeLoop | None = getattr(memo, "node_loop", None)
+        if node_loop is not None:
+            await node_loop.stop()
         # The supervisor's runtime outlives this operator run; a bare run's ends with it.
         owned: Runtime | None = getattr(memo, "runtime_owned", None)
         if owned is not None:
@@ -165,21 +173,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         handlers.update
     )
     kopf.on.delete(*RESOURCE, registry=registry, id="delete", **on_node)(handlers.delete)
-    kopf.timer(
-        *RESOURCE,
-        registry=registry,
-        id="resync",
-        interval=settings.resync_interval_seconds,
-        initial_delay=settings.resync_interval_seconds,
-        **on_node,
-    )(handlers.resync)
-    kopf.timer(
-        *RESOURCE,
-        registry=registry,
-        id="probe",
-        interval=PROBE_TICK_SECONDS,
-        when=probed_on_this_node,
-    )(handlers.probe)
+    # The node's tasks as the watch last delivered them, for the resync loop (``NodeLoop``).
+    kopf.index(*RESOURCE, registry=registry, id="tasks", **on_node)(handlers.tasks_index)
     return registry
 
 

@@ -1,5 +1,5 @@
 """The agent's log set-up: JSON lines (kopf's formatter) or key=value text, and a filter that
-drops kopf's line for every routine timer tick. Called once by ``cli`` before the agent runs.
+turns API outages into one warning each. Called once by ``cli`` before the agent runs.
 """
 
 from __future__ import annotations
@@ -39,21 +39,6 @@ class KeyValueFormatter(logging.Formatter):
 
 def _needs_quotes(value: str) -> bool:
     return not value or any(ch.isspace() or ch in '"=' for ch in value)
-
-
-class RoutineFilter(logging.Filter):
-    """Drops kopf's line for every successful resync or probe tick (one per task every few
-    seconds, or every second): the timers' outcome is already visible in the status and
-    events."""
-
-    ROUTINE = frozenset({"Timer 'resync' succeeded.", "Timer 'probe' succeeded."})
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            record.name == "kopf.objects"
-            and record.levelno == logging.INFO
-            and record.getMessage() in self.ROUTINE
-        )
 
 
 class OutageFilter(logging.Filter):
@@ -114,8 +99,6 @@ def setup_logging(log_format: str, level: str) -> None:
         if log_format != "json":
             handler.setFormatter(KeyValueFormatter())
         handler.addFilter(OutageFilter())
-        if level != "DEBUG":
-            handler.addFilter(RoutineFilter())
     logging.getLogger().setLevel(level)
     # The Kubernetes client's urllib3 logs each of its internal connection retries; the
     # failure that matters is reported once by whoever made the call.

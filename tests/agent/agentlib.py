@@ -190,9 +190,7 @@ def resync_count(agent: Agent, namespace: str, name: str) -> int:
     """How many resync ticks the agent logged for the task (needs --log-level=DEBUG)."""
     marker = f"object={namespace}/{name} "
     return sum(
-        1
-        for line in agent.log().splitlines()
-        if marker in line and "Timer 'resync' succeeded" in line
+        1 for line in agent.log().splitlines() if marker in line and "resync pass done" in line
     )
 
 

@@ -30,7 +30,7 @@ def _json_resyncs(agent: Agent, namespace: str, name: str) -> int:
     for line in _agent_lines(agent):
         record = json.loads(line)
         obj = record.get("object") or {}
-        if record.get("message") == "Timer 'resync' succeeded." and (
+        if str(record.get("message", "")).startswith("resync pass done") and (
             obj.get("namespace"),
             obj.get("name"),
         ) == (namespace, name):

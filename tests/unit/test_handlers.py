@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -190,18 +190,6 @@ def test_key_value_log_lines() -> None:
     assert formatter.format(plain).endswith(" level=WARNING logger=x msg=ok")
 
 
-def test_routine_timer_lines_are_dropped() -> None:
-    routine = logconfig.RoutineFilter()
-    tick = logging.LogRecord(
-        "kopf.objects", logging.INFO, __file__, 1, "Timer 'resync' succeeded.", (), None
-    )
-    other = logging.LogRecord(
-        "kopf.objects", logging.INFO, __file__, 1, "Handler 'create' succeeded.", (), None
-    )
-    assert routine.filter(tick) is False
-    assert routine.filter(other) is True
-
-
 def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["version"]) == 0
     assert capsys.readouterr().out == f"rkt-operator {rkt_operator.__version__}\n"
@@ -256,3 +244,116 @@ def test_progress_of_a_handled_change_leaves_nothing_to_write() -> None:
         "metadata": {"annotations": {"team": "a"}},
         "spec": {"image": "a"},
     }
+
+
+class _Passes:
+    """A reconciler that records the passes the node loop runs (no rkt, no API)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.posted: list[tuple[str, str, str]] = []
+        self.api = self
+        self.requeue_after: float | None = None
+        self.fail_with: Exception | None = None
+
+    async def reconcile(self, body: Any, **_: Any) -> Any:
+        from rkt_operator.reconcile.statuswriter import Event, Outcome
+
+        self.calls.append(("resync", body["metadata"]["name"]))
+        if self.fail_with is not None:
+            raise self.fail_with
+        events = [Event("Normal", "Exited", "pod exited"), Event("Normal", "Restarting", "x", True)]
+        return Outcome(events=events, requeue_after=self.requeue_after)
+
+    async def probe(self, body: Any, **_: Any) -> Any:
+        from rkt_operator.reconcile.statuswriter import Outcome
+
+        self.calls.append(("probe", body["metadata"]["name"]))
+        return Outcome()
+
+    async def post_task_event(self, task: Any, **kw: Any) -> bool:
+        self.posted.append((task["metadata"]["name"], kw["reason"], kw["key"]))
+        return True
+
+
+def _loop_with(
+    bodies: list[dict[str, Any]], handled: list[dict[str, Any]]
+) -> tuple[handlers.NodeLoop, _Passes, list[float]]:
+    storage = handlers.MemoryDiffBase(prefix="rktoperator.io")
+    for raw in handled:
+        body = kopf.Body(cast(Any, raw))
+        storage.store(body=body, patch=kopf.Patch(), essence=storage.build(body=body))
+    passes = _Passes()
+    agent = handlers.Agent(settings=SETTINGS, reconciler=cast(Any, passes), diffbase=storage)
+    now = [1000.0]
+    index = {None: [kopf.Body(cast(Any, raw)) for raw in bodies]}
+    loop = handlers.NodeLoop(
+        agent, index, kopf_settings=kopf.OperatorSettings(), clock=lambda: now[0]
+    )
+    return loop, passes, now
+
+
+def _task_body(name: str, **extra: Any) -> dict[str, Any]:
+    meta = {"name": name, "namespace": "team", "uid": f"uid-{name}", "resourceVersion": "1"}
+    return {"metadata": meta, "spec": {"image": "a", **extra}}
+
+
+async def _ticks(loop: handlers.NodeLoop, now: list[float], *times: float) -> list[int]:
+    started = []
+    for at in times:
+        now[0] = at
+        started.append(loop.run_due())
+        await loop.stop(grace=5)  # lets the passes of this tick end
+    return started
+
+
+async def test_node_loop_resyncs_caught_up_tasks_each_interval_and_posts_their_events() -> None:
+    """One loop runs every task's resync (SETTINGS: every 5 s) once its change handlers are
+    done; a task whose change kopf has not handled yet, or that is being deleted, is left to
+    its handlers; events are posted through the agent's API, a pre-posted one is not."""
+    ready = _task_body("ready")
+    pending = _task_body("pending")  # its create handler has not finished
+    dying = _task_body("dying")
+    dying["metadata"]["deletionTimestamp"] = "2026-12-03T00:00:00Z"
+    loop, passes, now = _loop_with([ready, pending, dying], handled=[ready, dying])
+    assert await _ticks(loop, now, 1000.0, 1004.0) == [0, 0]
+    assert await _ticks(loop, now, 1005.0) == [2]  # pending: a pass that does nothing
+    assert passes.calls == [("resync", "ready")]
+    assert [(n, r) for n, r, _ in passes.posted] == [("ready", "Exited")]
+    assert await _ticks(loop, now, 1006.0, 1009.9, 1010.0) == [0, 0, 2]
+    assert passes.calls == [("resync", "ready")] * 2
+    assert len({key for _, _, key in passes.posted}) == 2  # one event each time, not one name
+
+
+async def test_node_loop_probes_every_tick_and_honours_a_back_off_due_sooner() -> None:
+    probed = _task_body("probed", readinessProbe={"exec": {"command": ["true"]}})
+    loop, passes, now = _loop_with([probed], handled=[probed])
+    await _ticks(loop, now, 1000.0, 1001.0, 1002.0)
+    assert passes.calls == [("probe", "probed")] * 3
+    passes.requeue_after = 1.5
+    await _ticks(loop, now, 1005.0)
+    assert passes.calls[-1] == ("resync", "probed")
+    passes.requeue_after = None
+    await _ticks(loop, now, 1006.0, 1006.5)
+    assert passes.calls[-2:] == [("probe", "probed"), ("resync", "probed")]
+
+
+async def test_a_failing_pass_is_logged_and_the_loop_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ready = _task_body("ready")
+    loop, passes, now = _loop_with([ready], handled=[ready])
+    passes.fail_with = ConnectionRefusedError(111, "Connection refused")
+    with caplog.at_level(logging.WARNING):
+        await _ticks(loop, now, 1000.0, 1005.0)
+    assert "resync pass failed temporarily: API unavailable" in caplog.text
+    assert "Traceback" not in caplog.text
+    passes.fail_with = RuntimeError("a bug")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        await _ticks(loop, now, 1010.0)
+    assert "resync pass failed" in caplog.text
+    assert "RuntimeError: a bug" in caplog.text
+    passes.fail_with = None
+    await _ticks(loop, now, 1015.0)
+    assert passes.calls == [("resync", "ready")] * 3

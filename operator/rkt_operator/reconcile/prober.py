@@ -3,7 +3,7 @@
 The state lives in memory, per task uid and pod UUID (an agent restart starts every probe
 from scratch, as a kubelet restart does). The reconcile pass says which pod runs with which
 probes (``watch``) and reads the verdicts back (``readiness``, ``liveness_failure``); the
-agent's probe timer calls ``run_due`` once a second, which runs the probes that are due
+agent's resync loop calls ``run_due`` once a second, which runs the probes that are due
 through the executor (``rkt enter``, outside the task's reconcile lock) and says whether a
 verdict changed, in which case the caller reconciles the task again. Pods stopped because
 their liveness probe failed are remembered (``mark_killed``) so that their exit counts as

@@ -2,7 +2,7 @@
 
 ``Reconciler.reconcile(body)`` reads the object and what rkt reports, asks the pure decision
 (``reconcile.plan``) what to do, applies it through the executor, and writes the status only
-when it changed. It is idempotent: create, resume, update and the periodic timer all call
+when it changed. It is idempotent: create, resume, update and the node's resync loop all call
 it, one call at a time per task (a per-task lock). Errors are not raised: they come back in
 ``Outcome.error`` after the status tells the story, and ``rkt_operator.handlers`` maps them
 to kopf's retry semantics. This module does not import kopf; events to post are returned.
@@ -405,7 +405,7 @@ class Reconciler:
     ) -> None:
         """A start failed for a cause that can heal: record one more failed start, say why
         and when the next try is (the restart back-off; Stalled past the progress deadline).
-        The timer's passes try again once it is due (``plan.decide``)."""
+        The resync passes try again once it is due (``plan.decide``)."""
         out.error = exc
         status = self.status.freshest(task)  # the UUID may have been recorded meanwhile
         facts = taskstate.facts_from_status(status)
