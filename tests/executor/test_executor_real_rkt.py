@@ -1,14 +1,18 @@
 """The executor's start/stop/remove cycle on the real rkt (host flavor, root).
 
-The same plans as the simulator tier.
+The same plans as the simulator tier; and a pod boots one journald (``stage1quirks``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from pathlib import Path
 
+import psutil
 import pytest
 
+from rkt_operator.executor import stats
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
@@ -44,3 +48,64 @@ async def test_real_rkt_start_stop_remove(
     assert after.finished
     await executor.remove(observed.uuid)
     assert await executor.observe(observed.uuid) is None
+
+
+def _pod_tree(rkt_dir: Path, uuid: str) -> list[psutil.Process]:
+    """The processes under the pod's nspawn (its systemd, journald, the app), or []."""
+    pid = stats.pid_from_pod_dir(rkt_dir, uuid)
+    if pid is None:
+        return []
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+@pytest.mark.rkt
+@pytest.mark.parametrize("overlay", [True, False], ids=["overlay", "no-overlay"])
+async def test_a_host_stage1_pod_boots_one_journald_and_runs_its_app(
+    real_rkt: str, host_left_clean: None, tmp_path: Path, images: dict[str, Path], overlay: bool
+) -> None:
+    """rkt 1.30's host stage1 installs journald's unit a second time as
+    systemd-journal-flush.service: two journalds race at every boot, and when journald
+    loses, the app's start fails on its dependency and the pod halts itself with exit code
+    0 (issue 16). The agent masks the copy before the launch: one journald, the app runs."""
+    settings = Settings(
+        rkt_path=real_rkt,
+        rkt_dir=tmp_path / "rkt",
+        rkt_local_config=tmp_path / "etc-rkt",
+        task_root=tmp_path / "tasks",
+        launcher="auto",
+    )
+    executor = Executor(settings=settings, rkt=RktCli(settings))
+    plan = make_plan(settings, identity(), images["sleeper"])
+    if not overlay:
+        at = plan.prepare.index("prepare") + 1
+        plan = dataclasses.replace(
+            plan, prepare=(*plan.prepare[:at], "--no-overlay", *plan.prepare[at:])
+        )
+    observed = await executor.ensure_started(plan)
+    try:
+        tree: list[psutil.Process] = []
+        for _ in range(300):  # the app is up once stage1's systemd has booted the pod
+            tree = _pod_tree(settings.rkt_dir, observed.uuid)
+            if any(_cmdline(p)[:2] == ["/bin/sleep", "3600"] for p in tree):
+                break
+            after = await executor.observe(observed.uuid)
+            assert after is not None
+            assert not after.finished, f"pod {observed.uuid} ended by itself: {after}"
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the app of pod {observed.uuid} never started")
+        journalds = [p.pid for p in tree if _cmdline(p)[:1] == ["/lib/systemd/systemd-journald"]]
+        assert len(journalds) == 1, f"journald processes in the pod: {journalds}"
+    finally:
+        await executor.stop(observed.uuid, kill_timeout=30)
+        await executor.remove(observed.uuid)

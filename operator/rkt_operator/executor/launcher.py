@@ -24,7 +24,9 @@ opened for appending (systemd: ``StandardOutput=append:``, systemd 240 or later)
 rotated as ``logrotate`` describes; the limits of the plan are written to the pod's limits
 file before the launch.
 
-The argv of rkt itself comes from ``RktCli.run_prepared_command``.
+The argv of rkt itself comes from ``RktCli.run_prepared_command``. Before each launch the
+second journald unit that rkt's host stage1 installs is masked in the prepared pod
+(``stage1quirks``): otherwise a pod sometimes halts itself at boot with exit code 0.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 from rkt_operator import errors
-from rkt_operator.executor import files, launchplan, logrotate
+from rkt_operator.executor import files, launchplan, logrotate, stage1quirks
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.rkt.types import LaunchPlan
 from rkt_operator.settings import Settings
@@ -112,6 +114,8 @@ class Launcher:
             files.write_log_limits(files.log_limits_file(root, uuid), limits)
         except OSError as exc:
             raise errors.RktError(f"cannot prepare the log files of pod {uuid}: {exc}") from exc
+        # rkt's host stage1 would boot two journalds, and sometimes halts the pod for it.
+        await asyncio.to_thread(stage1quirks.mask_duplicate_journald, self.settings.rkt_dir, uuid)
         launch = launchplan.plan_launch(
             rkt_argv,
             uuid,
