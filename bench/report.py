@@ -154,6 +154,22 @@ def ratio(agent: float | None, floor: float | None) -> float | None:
     return agent / floor
 
 
+def composed_cpu_floor(floors: Sequence[PhaseResult]) -> tuple[float, float] | None:
+    """The own CPU per start of a kopf controller that does the agent's rkt work: the kopf
+    floor's plus what the rkt work alone adds to a controller (the same-rkt-work floor's
+    minus the client floor's, the two controllers being alike but for the rkt work).
+    Returns (kopf floor, composed) in ms, or None without the three floors."""
+    by_name = {f.name: f.figures().get("cpu_own_ms_per_task") for f in floors}
+    kopf, rkt, bare = (
+        by_name.get("floor-kopf"),
+        by_name.get("floor-rkt"),
+        by_name.get("floor-client"),
+    )
+    if kopf is None or rkt is None or bare is None:
+        return None
+    return kopf, kopf + max(0.0, rkt - bare)
+
+
 def render_text(agent: PhaseResult, floors: Sequence[PhaseResult], header: str) -> str:
     """The human table: one column per phase, then one ``agent/<floor>`` column per floor."""
     phases = [agent, *floors]
@@ -181,6 +197,15 @@ def render_text(agent: PhaseResult, floors: Sequence[PhaseResult], header: str) 
             )  # fmt: skip
             lines.append(f"rkt invocations per task during '{p.name}': {calls or 'none'}")
         lines.extend(f"note ({p.name}): {n}" for n in p.notes)
+    composed = composed_cpu_floor(floors)
+    own = agent.figures().get("cpu_own_ms_per_task")
+    if composed is not None and own is not None:
+        kopf, floor = composed
+        lines.append(
+            f"own CPU per start: kopf floor + the rkt work alone (floor-rkt - floor-client) = "
+            f"{floor:.1f} ms ({_cell(ratio(floor, kopf), 2)}x the kopf floor); "
+            f"{agent.name} / that = {_cell(ratio(own, floor), 2)}"
+        )
     return "\n".join(lines)
 
 

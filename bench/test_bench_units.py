@@ -17,7 +17,14 @@ import yaml
 from apimetrics import WriteKey, parse_writes, write_delta
 from floor import running_status, selectors
 from phase import BATCH_LABEL, NODE_LABEL, task_manifest
-from report import PhaseResult, percentile, ratio, render_json, render_text
+from report import (
+    PhaseResult,
+    composed_cpu_floor,
+    percentile,
+    ratio,
+    render_json,
+    render_text,
+)
 from rkt_operator.model.status import RktTaskStatus
 from scale import _confirmations
 from simnode import SimNode
@@ -197,3 +204,19 @@ def test_restart_confirmations_are_read_from_the_agent_log(tmp_path: Path) -> No
     with log.open("a") as fh:  # the partial last line is read once complete
         fh.write('eeded."\n')
     assert _confirmations(log, offset)[1:] == ({"bench/c"}, 0, False)
+
+
+def test_the_composed_cpu_floor_is_kopf_plus_what_the_rkt_work_adds() -> None:
+    def phase(name: str, own_seconds: float) -> PhaseResult:
+        return PhaseResult(name, 10, [1.0] * 10, 1.0, {}, bench_writes=10, peak_rss=0,
+                           cpu_own_seconds=own_seconds)  # fmt: skip
+
+    agent = phase("agent", 0.30)  # 30 ms per start
+    floors = [phase("floor-rkt", 0.13), phase("floor-kopf", 0.08), phase("floor-client", 0.02)]
+    assert composed_cpu_floor(floors) == pytest.approx((8.0, 19.0))
+    text = render_text(agent, floors, "h")
+    assert (
+        "(floor-rkt - floor-client) = 19.0 ms (2.38x the kopf floor); agent / that = 1.58" in text
+    )
+    assert composed_cpu_floor(floors[:2]) is None
+    assert "the rkt work alone" not in render_text(agent, floors[:2], "h")

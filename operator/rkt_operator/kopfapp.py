@@ -25,8 +25,8 @@ health endpoint of ``health``). Log set-up is in ``logconfig``.
 - Few API writes: one change handler per cause, all at once (``lifecycles.all_at_once``);
   the status is written by the reconciler only when it changed.
 - Resync and probes: no kopf timer per task (kopf's timer machinery cost about 1 ms per
-  task per tick, and a task each). kopf keeps an index of the node's tasks (``tasks``, the
-  latest body of each); one loop per kopf run (``handlers.NodeLoop``) ticks every
+  task per tick, and a task each). An event handler (``handlers.track``) keeps the latest
+  body of each of the node's tasks; one loop per kopf run (``handlers.NodeLoop``) ticks every
   :data:`PROBE_TICK_SECONDS`, resyncs each task every ``resync_interval_seconds`` (sooner
   when a back-off falls due) and runs the due probes of tasks that have any; a probe due
   between two ticks runs at the next one (periods kept to within a second).
@@ -127,7 +127,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         return login_in_cluster(access, token)
 
     @kopf.on.startup(registry=registry, id="start-agent")
-    async def start_agent(settings: kopf.OperatorSettings, memo: kopf.Memo, **kw: Any) -> None:
+    async def start_agent(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings, agent_settings)
         runtime: Runtime | None = getattr(memo, "runtime", None)
         if runtime is None:  # not supervised (a bare kopf run of this registry)
@@ -140,7 +140,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         if previous is not None:  # an earlier run's, should its clean-up not have run
             await previous.stop()
         memo.node_loop = handlers.NodeLoop(
-            runtime.agent, kw["tasks"], kopf_settings=settings, tick=PROBE_TICK_SECONDS
+            runtime.agent, kopf_settings=settings, tick=PROBE_TICK_SECONDS
         )
         memo.node_loop.start()
         log.info(
@@ -174,7 +174,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     )
     kopf.on.delete(*RESOURCE, registry=registry, id="delete", **on_node)(handlers.delete)
     # The node's tasks as the watch last delivered them, for the resync loop (``NodeLoop``).
-    kopf.index(*RESOURCE, registry=registry, id="tasks", **on_node)(handlers.tasks_index)
+    kopf.on.event(*RESOURCE, registry=registry, id=handlers.TRACK_ID)(handlers.track)
     return registry
 
 

@@ -1,5 +1,6 @@
-"""The agent's log set-up: JSON lines (kopf's formatter) or key=value text, and a filter that
-turns API outages into one warning each. Called once by ``cli`` before the agent runs.
+"""The agent's log set-up: JSON lines (kopf's formatter) or key=value text, a filter that
+turns API outages into one warning each, and one that drops kopf's line for every watch
+event. Called once by ``cli`` before the agent runs.
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ class KeyValueFormatter(logging.Formatter):
 
 def _needs_quotes(value: str) -> bool:
     return not value or any(ch.isspace() or ch in '"=' for ch in value)
+
+
+class RoutineFilter(logging.Filter):
+    """Drops kopf's line for every watch event the agent's event handler saw (``Handler
+    'track' succeeded.``, one per event of every task): it says nothing the status does not."""
+
+    ROUTINE = f"Handler '{handlers.TRACK_ID}' succeeded."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "kopf.objects"
+            and record.levelno == logging.INFO
+            and record.msg == self.ROUTINE
+        )
 
 
 class OutageFilter(logging.Filter):
@@ -99,6 +114,7 @@ def setup_logging(log_format: str, level: str) -> None:
         if log_format != "json":
             handler.setFormatter(KeyValueFormatter())
         handler.addFilter(OutageFilter())
+        handler.addFilter(RoutineFilter())
     logging.getLogger().setLevel(level)
     # The Kubernetes client's urllib3 logs each of its internal connection retries; the
     # failure that matters is reported once by whoever made the call.

@@ -286,16 +286,15 @@ def _loop_with(
     passes = _Passes()
     agent = handlers.Agent(settings=SETTINGS, reconciler=cast(Any, passes), diffbase=storage)
     now = [1000.0]
-    index = {None: [kopf.Body(cast(Any, raw)) for raw in bodies]}
-    loop = handlers.NodeLoop(
-        agent, index, kopf_settings=kopf.OperatorSettings(), clock=lambda: now[0]
-    )
+    loop = handlers.NodeLoop(agent, kopf_settings=kopf.OperatorSettings(), clock=lambda: now[0])
+    for raw in bodies:
+        loop.observe("ADDED", kopf.Body(cast(Any, raw)))
     return loop, passes, now
 
 
 def _task_body(name: str, **extra: Any) -> dict[str, Any]:
     meta = {"name": name, "namespace": "team", "uid": f"uid-{name}", "resourceVersion": "1"}
-    return {"metadata": meta, "spec": {"image": "a", **extra}}
+    return {"metadata": meta, "spec": {"image": "a", "nodeName": SETTINGS.node_name, **extra}}
 
 
 async def _ticks(loop: handlers.NodeLoop, now: list[float], *times: float) -> list[int]:
@@ -357,3 +356,36 @@ async def test_a_failing_pass_is_logged_and_the_loop_goes_on(
     passes.fail_with = None
     await _ticks(loop, now, 1015.0)
     assert passes.calls == [("resync", "ready")] * 3
+
+
+async def test_the_loop_follows_the_watch_and_forgets_deleted_tasks() -> None:
+    """The event handler feeds the loop the latest body; a deleted task (or one of another
+    node) gets no further pass."""
+    ready = _task_body("ready")
+    loop, passes, now = _loop_with([ready], handled=[ready])
+    newer = {**ready, "metadata": {**ready["metadata"], "resourceVersion": "2"}}
+    memo = kopf.Memo()
+    memo.node_loop = loop
+    handlers.track(body=kopf.Body(cast(Any, newer)), type="MODIFIED", memo=memo)
+    assert loop.tasks["uid-ready"]["metadata"]["resourceVersion"] == "2"
+    await _ticks(loop, now, 1000.0, 1005.0)
+    assert passes.calls == [("resync", "ready")]
+    handlers.track(body=kopf.Body(cast(Any, newer)), type="DELETED", memo=memo)
+    other = _task_body("other", nodeName="node-z")
+    handlers.track(body=kopf.Body(cast(Any, other)), type=None, memo=memo)
+    assert not loop.tasks
+    assert await _ticks(loop, now, 1010.0, 1020.0) == [0, 0]  # "ready" was due at 1010
+    assert len(loop.schedule) == 0
+    handlers.track(body=kopf.Body(cast(Any, ready)), type=None, memo=kopf.Memo())  # no loop
+
+
+def test_kopfs_line_for_each_watch_event_is_dropped() -> None:
+    routine = logconfig.RoutineFilter()
+    tick = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Handler 'track' succeeded.", (), None
+    )
+    other = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Handler 'create' succeeded.", (), None
+    )
+    assert routine.filter(tick) is False
+    assert routine.filter(other) is True
