@@ -102,6 +102,16 @@ class MemoryDiffBase(kopf.DiffBaseStorage):
         return len(self._essences)
 
 
+def _without_managed_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without ``metadata.managedFields`` (not copied deeper): the server-side
+    apply bookkeeping is about 60% of a task's parsed size (11 of 18.5 KiB) and no pass
+    reads it, so the resync loop does not keep it for each of the node's tasks."""
+    meta = body.get("metadata")
+    if not isinstance(meta, Mapping) or "managedFields" not in meta:
+        return dict(body)
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def _field_root(spec: Any) -> str:
     """The first key of a kopf field spec (``"a.b"`` or a sequence of keys)."""
     if isinstance(spec, str):
@@ -320,7 +330,7 @@ class NodeLoop:
         if event_type == "DELETED":
             self.tasks.pop(uid, None)
         elif body.spec.get("nodeName") == self.agent.settings.node_name:
-            self.tasks[uid] = body
+            self.tasks[uid] = kopf.Body(cast(kopf.RawBody, _without_managed_fields(body)))
         else:  # not this node's (never sent by the server-side selector)
             self.tasks.pop(uid, None)
 

@@ -368,6 +368,12 @@ async def test_the_loop_follows_the_watch_and_forgets_deleted_tasks() -> None:
     memo.node_loop = loop
     handlers.track(body=kopf.Body(cast(Any, newer)), type="MODIFIED", memo=memo)
     assert loop.tasks["uid-ready"]["metadata"]["resourceVersion"] == "2"
+    managed = {**newer, "metadata": {**newer["metadata"], "managedFields": [{"manager": "x"}]}}
+    handlers.track(body=kopf.Body(cast(Any, managed)), type="MODIFIED", memo=memo)
+    kept = loop.tasks["uid-ready"]
+    assert "managedFields" not in kept["metadata"]  # not kept for every task
+    assert kept["metadata"] == newer["metadata"]
+    assert kept["spec"] == newer["spec"]
     await _ticks(loop, now, 1000.0, 1005.0)
     assert passes.calls == [("resync", "ready")]
     handlers.track(body=kopf.Body(cast(Any, newer)), type="DELETED", memo=memo)
