@@ -19,21 +19,25 @@ from rkt_operator.settings import Settings
 from simrkt import identity, make_plan
 
 
+def _real_executor(rkt: str, tmp_path: Path) -> tuple[Settings, Executor]:
+    """An executor on real rkt with its store, config and task root under ``tmp_path``."""
+    settings = Settings(
+        rkt_path=rkt,
+        rkt_dir=tmp_path / "rkt",
+        rkt_local_config=tmp_path / "etc-rkt",
+        task_root=tmp_path / "tasks",
+        launcher="auto",
+    )
+    return settings, Executor(settings=settings, rkt=RktCli(settings))
+
+
 @pytest.mark.rkt
 async def test_real_rkt_start_stop_remove(
     real_rkt: str, host_left_clean: None, tmp_path: Path, images: dict[str, Path]
 ) -> None:
     """Started, then stopped at once: the stop may land before stage1 has written its pid
     (rkt stop fails then), and must still stop the pod."""
-    binary = real_rkt
-    settings = Settings(
-        rkt_path=binary,
-        rkt_dir=tmp_path / "rkt",
-        rkt_local_config=tmp_path / "etc-rkt",
-        task_root=tmp_path / "tasks",
-        launcher="auto",
-    )
-    executor = Executor(settings=settings, rkt=RktCli(settings))
+    settings, executor = _real_executor(real_rkt, tmp_path)
     plan = make_plan(settings, identity(), images["sleeper"], port_names=("http",))
     observed = await executor.ensure_started(plan)
     try:
@@ -77,14 +81,7 @@ async def test_a_host_stage1_pod_boots_one_journald_and_runs_its_app(
     systemd-journal-flush.service: two journalds race at every boot, and when journald
     loses, the app's start fails on its dependency and the pod halts itself with exit code
     0 (issue 16). The agent masks the copy before the launch: one journald, the app runs."""
-    settings = Settings(
-        rkt_path=real_rkt,
-        rkt_dir=tmp_path / "rkt",
-        rkt_local_config=tmp_path / "etc-rkt",
-        task_root=tmp_path / "tasks",
-        launcher="auto",
-    )
-    executor = Executor(settings=settings, rkt=RktCli(settings))
+    settings, executor = _real_executor(real_rkt, tmp_path)
     plan = make_plan(settings, identity(), images["sleeper"])
     if not overlay:
         at = plan.prepare.index("prepare") + 1
