@@ -2,7 +2,7 @@
 ``Reconciler`` (create, resume, update) or its ``finalize`` (delete), posts the events it
 returns, counts its error (``rktoperator_reconcile_errors_total``), and maps the error to
 kopf's retry semantics in one place (``raise_for``). Between changes, one loop for the whole
-node (``NodeLoop``, fed by kopf's index of the node's tasks) runs the periodic resync and
+node (``NodeLoop``, fed by the ``track`` event handler) runs the periodic resync and
 probe passes. Registration (resources, filters, intervals) is in ``rkt_operator.kopfapp``.
 """
 
@@ -361,10 +361,9 @@ class NodeLoop:
     def run_due(self) -> int:
         """Start the passes due now; returns how many were started."""
         now = self.clock()
-        seen: set[str] = set()
+        self.schedule.keep_only(self.tasks.keys())
         started = 0
         for uid, body in self.tasks.items():
-            seen.add(uid)
             if body.metadata.get("deletionTimestamp"):
                 continue
             spec = body.spec
@@ -376,7 +375,6 @@ class NodeLoop:
             self._passes.add(task)
             task.add_done_callback(self._passes.discard)
             started += 1
-        self.schedule.keep_only(seen)
         return started
 
     async def _pass(self, body: kopf.Body, uid: str, kind: Pass) -> None:
