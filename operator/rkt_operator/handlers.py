@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import kopf
 
-from rkt_operator import errors, kubeapi
+from rkt_operator import errors, kubeapi, memtrim
 from rkt_operator.metrics.collector import AgentMetrics
 from rkt_operator.reconcile import taskstate
 from rkt_operator.reconcile.reconciler import Reconciler
@@ -323,6 +323,7 @@ class NodeLoop:
         self.schedule = Schedule(interval=agent.settings.resync_interval_seconds, min_delay=tick)
         self._passes: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self.trim = memtrim.TrimPolicy()
 
     def observe(self, event_type: str | None, body: kopf.Body) -> None:
         """A watch event of a task: its latest body, or it is gone."""
@@ -354,9 +355,20 @@ class NodeLoop:
         while True:
             try:
                 self.run_due()
+                await self.trim_if_due()
             except Exception:  # the loop must outlive any one bad tick
                 log.exception("resync loop tick failed")
             await asyncio.sleep(self.tick)
+
+    async def trim_if_due(self) -> bool:
+        """After a burst of starts, give its memory back (``memtrim``); ``True`` if done."""
+        applier = self.agent.reconciler.applier
+        starts, in_flight = applier.starts_begun, applier.starts_in_flight
+        if not self.trim.due(self.clock(), starts=starts, in_flight=in_flight):
+            return False
+        released = await memtrim.release()
+        log.debug("burst over: memory trimmed starts=%d released=%s", starts, released)
+        return True
 
     def run_due(self) -> int:
         """Start the passes due now; returns how many were started."""

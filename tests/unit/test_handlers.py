@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import kopf
@@ -395,3 +396,29 @@ def test_kopfs_line_for_each_watch_event_is_dropped() -> None:
     )
     assert routine.filter(tick) is False
     assert routine.filter(other) is True
+
+
+async def test_node_loop_gives_the_memory_back_once_a_burst_of_starts_is_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop asks ``memtrim``'s policy each tick with the applier's start counts and
+    releases memory once, after the burst, not during it."""
+    released: list[float] = []
+
+    async def release() -> bool:
+        released.append(now[0])
+        return True
+
+    monkeypatch.setattr(handlers.memtrim, "release", release)
+    loop, passes, now = _loop_with([], handled=[])
+    applier = SimpleNamespace(starts_begun=0, starts_in_flight=0)
+    passes.applier = applier  # type: ignore[attr-defined]
+    for second in range(20):  # the burst: 40 starts
+        now[0] = 1000.0 + second
+        applier.starts_begun, applier.starts_in_flight = 2 * second, 8
+        assert await loop.trim_if_due() is False
+    applier.starts_in_flight = 0
+    for second in range(20, 40):
+        now[0] = 1000.0 + second
+        await loop.trim_if_due()
+    assert released == [1029.0]  # ten quiet seconds after the last start seen (1019)

@@ -1,0 +1,74 @@
+"""When the agent gives a burst's memory back (``memtrim.TrimPolicy``), and that it can."""
+
+from __future__ import annotations
+
+import ctypes
+
+import psutil
+import pytest
+
+from rkt_operator import memtrim
+
+MIB = 1024 * 1024
+
+
+def test_no_trim_during_a_burst_one_after_it_has_been_quiet() -> None:
+    policy = memtrim.TrimPolicy(quiet=10.0, min_starts=16)
+    assert not policy.due(0.0, starts=0, in_flight=0)  # first look
+    for second in range(1, 40):  # 40 starts, 8 at a time
+        assert not policy.due(float(second), starts=second, in_flight=8)
+    assert not policy.due(40.0, starts=39, in_flight=0)  # quiet since the last one seen (39 s)
+    assert not policy.due(48.9, starts=39, in_flight=0)
+    assert policy.due(49.0, starts=39, in_flight=0)
+    assert not policy.due(51.0, starts=39, in_flight=0)  # once per burst
+    assert not policy.due(500.0, starts=39, in_flight=0)
+
+
+def test_a_start_in_flight_or_a_new_one_restarts_the_quiet_period() -> None:
+    policy = memtrim.TrimPolicy(quiet=10.0, min_starts=1)
+    policy.due(0.0, starts=5, in_flight=1)
+    assert not policy.due(20.0, starts=5, in_flight=1)  # a long start is still the burst
+    assert not policy.due(21.0, starts=5, in_flight=0)
+    assert not policy.due(25.0, starts=6, in_flight=0)  # a new one began (and ended)
+    assert not policy.due(34.9, starts=6, in_flight=0)
+    assert policy.due(35.0, starts=6, in_flight=0)
+
+
+def test_a_few_starts_are_not_worth_a_trim() -> None:
+    policy = memtrim.TrimPolicy(quiet=10.0, min_starts=16)
+    policy.due(0.0, starts=0, in_flight=0)
+    policy.due(1.0, starts=15, in_flight=0)
+    assert not policy.due(100.0, starts=15, in_flight=0)
+    policy.due(101.0, starts=16, in_flight=0)
+    assert policy.due(111.0, starts=16, in_flight=0)
+    policy.due(112.0, starts=31, in_flight=0)  # 15 more since that trim
+    assert not policy.due(200.0, starts=31, in_flight=0)
+
+
+@pytest.mark.skipif(
+    not hasattr(ctypes.CDLL(None), "malloc_trim"), reason="the C library is not glibc"
+)
+async def test_release_returns_freed_heap_pages_to_the_system() -> None:
+    """Fill the C heap with 64 MiB of blocks glibc keeps (below its mmap threshold), free
+    them while one block above them pins the heap's top: the process keeps the pages
+    (freeing alone gives nothing back), and ``release`` returns them."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 64 * 1024
+    blocks = [libc.malloc(size) for _ in range(1024)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)  # resident
+    pin = libc.malloc(size)
+    ctypes.memset(pin, 1, size)
+    me = psutil.Process()
+    try:
+        for block in blocks:
+            libc.free(block)
+        kept = me.memory_info().rss
+        assert await memtrim.release() is True
+        given_back = kept - me.memory_info().rss
+        assert given_back > 32 * MIB, f"only {given_back / MIB:.1f} MiB given back"
+    finally:
+        libc.free(pin)
