@@ -366,8 +366,15 @@ class NodeLoop:
         starts, in_flight = applier.starts_begun, applier.starts_in_flight
         if not self.trim.due(self.clock(), starts=starts, in_flight=in_flight):
             return False
-        released = await memtrim.release()
-        log.debug("burst over: memory trimmed starts=%d released=%s", starts, released)
+        done = await memtrim.release()
+        log.info(
+            "burst of starts over, memory given back: starts=%d rss_before_mib=%.1f "
+            "rss_after_mib=%.1f trimmed=%s",
+            starts,
+            done.rss_before / memtrim.MIB,
+            done.rss_after / memtrim.MIB,
+            done.trimmed,
+        )
         return True
 
     def run_due(self) -> int:

@@ -26,6 +26,10 @@ import gc
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import psutil
+
+MIB = 1024 * 1024
+
 
 class _Trim(Protocol):
     def __call__(self, pad: int, /) -> int: ...
@@ -66,11 +70,21 @@ def _malloc_trim() -> _Trim | None:
     return func
 
 
-async def release() -> bool:
-    """Collect garbage, then return the allocator's free pages to the system; ``True`` when
-    ``malloc_trim`` ran and released something."""
+@dataclass(frozen=True)
+class Released:
+    """What ``release`` did: the process's RSS before and after, and whether
+    ``malloc_trim`` ran and gave pages back."""
+
+    rss_before: int
+    rss_after: int
+    trimmed: bool
+
+
+async def release() -> Released:
+    """Collect garbage, then return the allocator's free pages to the system."""
+    me = psutil.Process()
+    before = me.memory_info().rss
     gc.collect()
     trim = _malloc_trim()
-    if trim is None:
-        return False
-    return bool(await asyncio.to_thread(trim, 0))
+    trimmed = trim is not None and bool(await asyncio.to_thread(trim, 0))
+    return Released(rss_before=before, rss_after=me.memory_info().rss, trimmed=trimmed)

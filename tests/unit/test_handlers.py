@@ -15,7 +15,7 @@ import kopf
 import pytest
 
 import rkt_operator
-from rkt_operator import cli, errors, handlers, kopfapp, logconfig
+from rkt_operator import cli, errors, handlers, kopfapp, logconfig, memtrim
 from rkt_operator.settings import Settings
 
 SETTINGS = Settings(node_name="node-a", restart_backoff_seconds=2, restart_backoff_max_seconds=30)
@@ -405,9 +405,9 @@ async def test_node_loop_gives_the_memory_back_once_a_burst_of_starts_is_over(
     releases memory once, after the burst, not during it."""
     released: list[float] = []
 
-    async def release() -> bool:
+    async def release() -> memtrim.Released:
         released.append(now[0])
-        return True
+        return memtrim.Released(rss_before=2 * memtrim.MIB, rss_after=memtrim.MIB, trimmed=True)
 
     monkeypatch.setattr(handlers.memtrim, "release", release)
     loop, passes, now = _loop_with([], handled=[])
