@@ -9,9 +9,12 @@ high-water mark of the burst (``bench/README.md``). Limiting glibc's arenas
 which glibc returns only when asked: ``malloc_trim(0)`` gives back every free page of
 every arena (``madvise(MADV_DONTNEED)``), not only the top of the heap.
 
-``TrimPolicy`` decides when (a value, unit-tested): after at least ``min_starts`` starts,
-once no start has been in flight and none has begun for ``quiet`` seconds; at most once per
-burst, never during one. ``release`` does it: a full garbage collection (cycles left by the
+A burst is counted in ``Activity``: the change handlers kopf runs (a thousand creates at
+once, or the re-confirmation of every task after an agent restart) and the starts of pods
+(also those of the resync loop, which restarts exited pods). ``TrimPolicy`` decides when
+(a value, unit-tested): after at least ``min_work`` of them, once none has been in
+flight and none has begun for ``quiet`` seconds; at most once per burst, never during
+one. ``release`` does it: a full garbage collection (cycles left by the
 burst), then ``malloc_trim(0)`` in a thread (the call holds the allocator's locks, not
 Python's). Where the C library has no ``malloc_trim`` (musl, macOS) only the collection
 runs. Nothing here changes what the agent does, only what it keeps.
@@ -20,9 +23,11 @@ runs. Nothing here changes what the agent does, only what it keeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,25 +41,42 @@ class _Trim(Protocol):
 
 
 @dataclass
+class Activity:
+    """A running count of the work that makes a burst, and how much of it is in flight."""
+
+    begun: int = 0
+    in_flight: int = 0
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        self.begun += 1
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+
+@dataclass
 class TrimPolicy:
-    """When to trim: ``due`` is asked once per tick with the starts so far (a running
-    count) and those in flight."""
+    """When to trim: ``due`` is asked once per tick with the work begun so far (a running
+    count, ``Activity.begun``) and the work in flight."""
 
     quiet: float = 10.0
-    min_starts: int = 16
+    min_work: int = 16
     _seen: int = 0
     _changed_at: float | None = None
     _trimmed_at: int = field(default=0)
 
-    def due(self, now: float, *, starts: int, in_flight: int) -> bool:
-        if starts != self._seen or in_flight or self._changed_at is None:
+    def due(self, now: float, *, begun: int, in_flight: int) -> bool:
+        if begun != self._seen or in_flight or self._changed_at is None:
             # Still in a burst (or the first look): the quiet period starts again.
-            self._seen = starts
+            self._seen = begun
             self._changed_at = now
             return False
-        if starts - self._trimmed_at < self.min_starts or now - self._changed_at < self.quiet:
+        if begun - self._trimmed_at < self.min_work or now - self._changed_at < self.quiet:
             return False
-        self._trimmed_at = starts
+        self._trimmed_at = begun
         return True
 
 

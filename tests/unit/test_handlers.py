@@ -398,10 +398,11 @@ def test_kopfs_line_for_each_watch_event_is_dropped() -> None:
     assert routine.filter(other) is True
 
 
-async def test_node_loop_gives_the_memory_back_once_a_burst_of_starts_is_over(
+async def test_node_loop_gives_the_memory_back_once_a_burst_is_over(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The loop asks ``memtrim``'s policy each tick with the applier's start counts and
+    """The loop asks ``memtrim``'s policy each tick with the change handlers and starts
+    begun and in flight (the restart's re-confirmation is a burst without starts), and
     releases memory once, after the burst, not during it."""
     released: list[float] = []
 
@@ -411,14 +412,15 @@ async def test_node_loop_gives_the_memory_back_once_a_burst_of_starts_is_over(
 
     monkeypatch.setattr(handlers.memtrim, "release", release)
     loop, passes, now = _loop_with([], handled=[])
-    applier = SimpleNamespace(starts_begun=0, starts_in_flight=0)
-    passes.applier = applier  # type: ignore[attr-defined]
-    for second in range(20):  # the burst: 40 starts
+    starts = memtrim.Activity()
+    passes.applier = SimpleNamespace(starts=starts)  # type: ignore[attr-defined]
+    changes = loop.agent.changes
+    for second in range(20):  # a burst: 10 change handlers (no start), then 10 starts
         now[0] = 1000.0 + second
-        applier.starts_begun, applier.starts_in_flight = 2 * second, 8
-        assert await loop.trim_if_due() is False
-    applier.starts_in_flight = 0
+        with changes.track() if second < 10 else starts.track():
+            assert await loop.trim_if_due() is False
     for second in range(20, 40):
         now[0] = 1000.0 + second
         await loop.trim_if_due()
-    assert released == [1029.0]  # ten quiet seconds after the last start seen (1019)
+    assert released == [1029.0]  # ten quiet seconds after the last one seen (1019)
+    assert (changes.begun, starts.begun, changes.in_flight, starts.in_flight) == (10, 10, 0, 0)

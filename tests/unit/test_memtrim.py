@@ -13,36 +13,45 @@ MIB = 1024 * 1024
 
 
 def test_no_trim_during_a_burst_one_after_it_has_been_quiet() -> None:
-    policy = memtrim.TrimPolicy(quiet=10.0, min_starts=16)
-    assert not policy.due(0.0, starts=0, in_flight=0)  # first look
+    policy = memtrim.TrimPolicy(quiet=10.0, min_work=16)
+    assert not policy.due(0.0, begun=0, in_flight=0)  # first look
     for second in range(1, 40):  # 40 starts, 8 at a time
-        assert not policy.due(float(second), starts=second, in_flight=8)
-    assert not policy.due(40.0, starts=39, in_flight=0)  # quiet since the last one seen (39 s)
-    assert not policy.due(48.9, starts=39, in_flight=0)
-    assert policy.due(49.0, starts=39, in_flight=0)
-    assert not policy.due(51.0, starts=39, in_flight=0)  # once per burst
-    assert not policy.due(500.0, starts=39, in_flight=0)
+        assert not policy.due(float(second), begun=second, in_flight=8)
+    assert not policy.due(40.0, begun=39, in_flight=0)  # quiet since the last one seen (39 s)
+    assert not policy.due(48.9, begun=39, in_flight=0)
+    assert policy.due(49.0, begun=39, in_flight=0)
+    assert not policy.due(51.0, begun=39, in_flight=0)  # once per burst
+    assert not policy.due(500.0, begun=39, in_flight=0)
 
 
 def test_a_start_in_flight_or_a_new_one_restarts_the_quiet_period() -> None:
-    policy = memtrim.TrimPolicy(quiet=10.0, min_starts=1)
-    policy.due(0.0, starts=5, in_flight=1)
-    assert not policy.due(20.0, starts=5, in_flight=1)  # a long start is still the burst
-    assert not policy.due(21.0, starts=5, in_flight=0)
-    assert not policy.due(25.0, starts=6, in_flight=0)  # a new one began (and ended)
-    assert not policy.due(34.9, starts=6, in_flight=0)
-    assert policy.due(35.0, starts=6, in_flight=0)
+    policy = memtrim.TrimPolicy(quiet=10.0, min_work=1)
+    policy.due(0.0, begun=5, in_flight=1)
+    assert not policy.due(20.0, begun=5, in_flight=1)  # a long start is still the burst
+    assert not policy.due(21.0, begun=5, in_flight=0)
+    assert not policy.due(25.0, begun=6, in_flight=0)  # a new one began (and ended)
+    assert not policy.due(34.9, begun=6, in_flight=0)
+    assert policy.due(35.0, begun=6, in_flight=0)
 
 
 def test_a_few_starts_are_not_worth_a_trim() -> None:
-    policy = memtrim.TrimPolicy(quiet=10.0, min_starts=16)
-    policy.due(0.0, starts=0, in_flight=0)
-    policy.due(1.0, starts=15, in_flight=0)
-    assert not policy.due(100.0, starts=15, in_flight=0)
-    policy.due(101.0, starts=16, in_flight=0)
-    assert policy.due(111.0, starts=16, in_flight=0)
-    policy.due(112.0, starts=31, in_flight=0)  # 15 more since that trim
-    assert not policy.due(200.0, starts=31, in_flight=0)
+    policy = memtrim.TrimPolicy(quiet=10.0, min_work=16)
+    policy.due(0.0, begun=0, in_flight=0)
+    policy.due(1.0, begun=15, in_flight=0)
+    assert not policy.due(100.0, begun=15, in_flight=0)
+    policy.due(101.0, begun=16, in_flight=0)
+    assert policy.due(111.0, begun=16, in_flight=0)
+    policy.due(112.0, begun=31, in_flight=0)  # 15 more since that trim
+    assert not policy.due(200.0, begun=31, in_flight=0)
+
+
+def test_activity_counts_work_begun_and_in_flight_also_when_it_fails() -> None:
+    activity = memtrim.Activity()
+    with activity.track(), activity.track():
+        assert (activity.begun, activity.in_flight) == (2, 2)
+    with pytest.raises(RuntimeError), activity.track():
+        raise RuntimeError("a failed handler")
+    assert (activity.begun, activity.in_flight) == (3, 0)
 
 
 @pytest.mark.skipif(
