@@ -15,13 +15,13 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 
-from rkt_operator import errors, kubeapi
+from rkt_operator import errors, kubeapi, memtrim
 from rkt_operator.metrics.collector import AgentMetrics
 from rkt_operator.reconcile import taskstate
 from rkt_operator.reconcile.reconciler import Reconciler
@@ -151,6 +151,8 @@ class Agent:
     reconciler: Reconciler
     diffbase: kopf.DiffBaseStorage
     metrics: AgentMetrics | None = None
+    # The change handlers begun and in flight (with the starts: when a burst is over).
+    changes: memtrim.Activity = field(default_factory=memtrim.Activity)
 
     def done(self, body: kopf.Body, outcome: Outcome) -> None:
         """Post the outcome's events (kopf's queue: inside a handler) and count its error."""
@@ -227,7 +229,8 @@ def post(body: kopf.Body, outcome: Outcome) -> None:
 async def reconcile(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: Any) -> None:
     """create / resume: make it so."""
     agent: Agent = memo.agent
-    outcome = await agent.reconciler.reconcile(body, logger=logger)
+    with agent.changes.track():
+        outcome = await agent.reconciler.reconcile(body, logger=logger)
     agent.done(body, outcome)
     raise_for(outcome.error, settings=agent.settings, retry=retry)
 
@@ -247,7 +250,8 @@ async def update(
     agent: Agent = memo.agent
     live = isinstance(old, Mapping) and isinstance(new, Mapping)
     live = live and taskstate.live_only_change(old, new)
-    outcome = await agent.reconciler.reconcile(body, logger=logger, live_update=live)
+    with agent.changes.track():
+        outcome = await agent.reconciler.reconcile(body, logger=logger, live_update=live)
     agent.done(body, outcome)
     raise_for(outcome.error, settings=agent.settings, retry=retry)
 
@@ -323,6 +327,7 @@ class NodeLoop:
         self.schedule = Schedule(interval=agent.settings.resync_interval_seconds, min_delay=tick)
         self._passes: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self.trim = memtrim.TrimPolicy()
 
     def observe(self, event_type: str | None, body: kopf.Body) -> None:
         """A watch event of a task: its latest body, or it is gone."""
@@ -354,9 +359,31 @@ class NodeLoop:
         while True:
             try:
                 self.run_due()
+                await self.trim_if_due()
             except Exception:  # the loop must outlive any one bad tick
                 log.exception("resync loop tick failed")
             await asyncio.sleep(self.tick)
+
+    async def trim_if_due(self) -> bool:
+        """After a burst of changes or starts, give its memory back (``memtrim``); ``True``
+        if done."""
+        changes, starts = self.agent.changes, self.agent.reconciler.applier.starts
+        begun = changes.begun + starts.begun
+        if not self.trim.due(
+            self.clock(), begun=begun, in_flight=changes.in_flight + starts.in_flight
+        ):
+            return False
+        done = await memtrim.release()
+        log.info(
+            "burst over, memory given back: changes=%d starts=%d rss_before_mib=%.1f "
+            "rss_after_mib=%.1f trimmed=%s",
+            changes.begun,
+            starts.begun,
+            done.rss_before / memtrim.MIB,
+            done.rss_after / memtrim.MIB,
+            done.trimmed,
+        )
+        return True
 
     def run_due(self) -> int:
         """Start the passes due now; returns how many were started."""
@@ -413,7 +440,8 @@ async def delete(body: kopf.Body, memo: Any, logger: Logger, retry: int, **_: An
     """Graceful stop within the kill timeout, rkt rm, task directories removed; kopf then
     drops the finalizer."""
     agent: Agent = memo.agent
-    outcome = await agent.reconciler.finalize(body, logger=logger)
+    with agent.changes.track():
+        outcome = await agent.reconciler.finalize(body, logger=logger)
     agent.done(body, outcome)
     if outcome.error is None and isinstance(agent.diffbase, MemoryDiffBase):
         agent.diffbase.forget(str(body.metadata.uid))

@@ -8,13 +8,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import kopf
 import pytest
 
 import rkt_operator
-from rkt_operator import cli, errors, handlers, kopfapp, logconfig
+from rkt_operator import cli, errors, handlers, kopfapp, logconfig, memtrim
 from rkt_operator.settings import Settings
 
 SETTINGS = Settings(node_name="node-a", restart_backoff_seconds=2, restart_backoff_max_seconds=30)
@@ -395,3 +396,31 @@ def test_kopfs_line_for_each_watch_event_is_dropped() -> None:
     )
     assert routine.filter(tick) is False
     assert routine.filter(other) is True
+
+
+async def test_node_loop_gives_the_memory_back_once_a_burst_is_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop asks ``memtrim``'s policy each tick with the change handlers and starts
+    begun and in flight (the restart's re-confirmation is a burst without starts), and
+    releases memory once, after the burst, not during it."""
+    released: list[float] = []
+
+    async def release() -> memtrim.Released:
+        released.append(now[0])
+        return memtrim.Released(rss_before=2 * memtrim.MIB, rss_after=memtrim.MIB, trimmed=True)
+
+    monkeypatch.setattr(handlers.memtrim, "release", release)
+    loop, passes, now = _loop_with([], handled=[])
+    starts = memtrim.Activity()
+    passes.applier = SimpleNamespace(starts=starts)  # type: ignore[attr-defined]
+    changes = loop.agent.changes
+    for second in range(20):  # a burst: 10 change handlers (no start), then 10 starts
+        now[0] = 1000.0 + second
+        with changes.track() if second < 10 else starts.track():
+            assert await loop.trim_if_due() is False
+    for second in range(20, 40):
+        now[0] = 1000.0 + second
+        await loop.trim_if_due()
+    assert released == [1029.0]  # ten quiet seconds after the last one seen (1019)
+    assert (changes.begun, starts.begun, changes.in_flight, starts.in_flight) == (10, 10, 0, 0)

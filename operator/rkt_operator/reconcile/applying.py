@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from rkt_operator import envrefs
+from rkt_operator import envrefs, memtrim
 from rkt_operator.executor.service import Executor
 from rkt_operator.model.spec import RktTaskSpec
 from rkt_operator.reconcile import plan, taskstate
@@ -50,6 +50,8 @@ class Applier:
         self.status = status
         self.prober = prober
         self._starts = asyncio.Semaphore(MAX_CONCURRENT_STARTS)
+        # Starts begun and in flight (for ``memtrim``: when a burst is over).
+        self.starts = memtrim.Activity()
 
     async def apply(
         self,
@@ -165,10 +167,11 @@ class Applier:
         # (tests/agent/test_restarts.py kills the agent in prepare, run-prepared and status).
         # The pass's one write after the start names the pod; the restart count it carries
         # is stamped on the pod too (``stamp``), so a crash before that write loses nothing.
-        async with self._starts:
-            try:
-                started = await self.executor.ensure_started(launch, listed=listed)
-            finally:
-                self.pods.invalidate()
+        with self.starts.track():
+            async with self._starts:
+                try:
+                    started = await self.executor.ensure_started(launch, listed=listed)
+                finally:
+                    self.pods.invalidate()
         logger.info("pod started uuid=%s state=%s ip=%s", started.uuid, started.state, started.ip)
         return started, status
