@@ -14,10 +14,11 @@ write), without any rkt work, finalizer or event. Two engines:
   and for each new task, with the agent's concurrency (``MAX_CONCURRENT_STARTS``), the
   agent's own plan (``argv.build_launch_plan``), ``rkt prepare``, the agent's launcher
   (``Launcher.launch``: the same supervisor and ``rkt run-prepared``), the agent's network
-  discovery (``rkt status`` until the IP shows, ``rkt cat-manifest`` when the task names
-  ports), then one status PATCH with the real UUID and IP. No kopf, finalizer, event,
-  start lock, intermediate status or ``rkt list``. Settings flags after the floor's own
-  (``--rkt-path=...``, ``--task-root=...``) are the agent's (``rkt-operator run`` flags).
+  discovery (``rkt status`` until the IP shows, woken by the same wake-up files,
+  ``rkt cat-manifest`` when the task names ports), then one status PATCH with the real
+  UUID and IP. No kopf, finalizer, event, start lock, intermediate status or ``rkt list``.
+  Settings flags after the floor's own (``--rkt-path=...``, ``--task-root=...``) are the
+  agent's (``rkt-operator run`` flags).
 
 Run by ``bench_agent.py`` as ``python bench/floor.py --engine kopf --node-name N``, with
 ``KUBECONFIG`` in the environment. Stops on SIGTERM/SIGINT.
@@ -246,6 +247,12 @@ def run_rkt(
                     want_ip=plan.discover_network,
                     port_names=plan.port_names if plan.discover_network else (),
                     deadline_seconds=settings.discovery_timeout_seconds,
+                    wake_on=discovery.wake_paths(
+                        settings.rkt_dir,
+                        pod,
+                        want_ip=plan.discover_network,
+                        launch_root=dirs.root,
+                    ),
                 )
         except Exception:
             log.exception("start of %s/%s failed", identity.namespace, identity.name)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from pathlib import Path
 
 import psutil
 import pytest
 
-from rkt_operator.executor import stats
+from rkt_operator.executor import discovery, stats
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
 from rkt_operator.settings import Settings
@@ -52,6 +53,44 @@ async def test_real_rkt_start_stop_remove(
     assert after.finished
     await executor.remove(observed.uuid)
     assert await executor.observe(observed.uuid) is None
+
+
+@pytest.mark.rkt
+async def test_real_rkt_writes_the_file_discovery_wakes_on_and_one_status_then_shows_the_ip(
+    real_rkt: str,
+    host_left_clean: None,
+    tmp_path: Path,
+    images: dict[str, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Discovery's premise on real rkt (``executor.discovery``, wake-up files): rkt writes
+    ``pods/run/<uuid>/net-info.json`` for a contained network, and once it is there one
+    ``rkt status`` shows the IP. So no status call follows one that the file woke; the
+    others came at the end of a capped wait (how many depends on how fast rkt set the
+    network up: the benchmark counts them)."""
+    caplog.set_level(logging.DEBUG, logger=discovery.log.name)
+    settings, _ = _real_executor(real_rkt, tmp_path)
+    ran: list[str] = []
+    executor = Executor(
+        settings=settings, rkt=RktCli(settings, observer=lambda sub, _s: ran.append(sub))
+    )
+    observed = await executor.ensure_started(make_plan(settings, identity(), images["sleeper"]))
+    try:
+        assert observed.running
+        assert observed.ip is not None
+        assert discovery.ready_signal(settings.rkt_dir, observed.uuid, want_ip=True).is_file()
+        waits = [
+            r.args
+            for r in caplog.records
+            if r.name == discovery.log.name and r.msg.startswith("discovery wait")
+        ]
+        assert len(waits) == ran.count("status")
+        assert all(isinstance(w, tuple) and w[3] for w in waits)  # watched
+        woken = [isinstance(w, tuple) and bool(w[4]) for w in waits]
+        assert True not in woken[:-1], f"status calls after a wake-up: {waits}"
+    finally:
+        await executor.stop(observed.uuid, kill_timeout=10)
+        await executor.remove(observed.uuid)
 
 
 def _pod_tree(rkt_dir: Path, uuid: str) -> list[psutil.Process]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import stat
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from rkt_operator import errors
-from rkt_operator.executor import files, service
+from rkt_operator.executor import discovery, files, service
 from rkt_operator.executor.service import Executor
 from rkt_operator.rkt.cli import RktCli
+from rkt_operator.rkt.types import LaunchPlan, PodObservation
 from rkt_operator.settings import Settings
 from simrkt import identity, make_plan, make_settings, set_faults
 
@@ -266,3 +268,67 @@ async def test_an_unfinished_start_overrules_the_listing_at_hand(
     assert again.uuid == first.uuid
     assert await pods_of(rkt, identity().uid) == [first.uuid]
     assert not files.start_marker(settings.task_root, identity().uid).exists()
+
+
+# ----- discovery's wake-up files (executor.discovery) ------------------------------------------
+# The backoff is 30 s during these starts and each start runs inside a 20 s wait_for: a
+# start that waited for the backoff instead of rkt's files fails instead of being slow.
+
+SLOW_BACKOFF = 30.0
+SAFETY = 20.0
+
+
+async def _start_on_files(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, plan: LaunchPlan, ran: list[str]
+) -> PodObservation:
+    counting = Executor(
+        settings=settings, rkt=RktCli(settings, observer=lambda sub, _s: ran.append(sub))
+    )
+    with monkeypatch.context() as patched:
+        patched.setattr(discovery, "next_delay", lambda _n: SLOW_BACKOFF)
+        return await asyncio.wait_for(counting.ensure_started(plan, listed=[]), SAFETY)
+
+
+@pytest.mark.parametrize("net", [None, "host"], ids=["contained", "host"])
+async def test_a_start_asks_rkt_status_once_woken_by_its_files(
+    monkeypatch: pytest.MonkeyPatch,
+    rkt: RktCli,
+    settings: Settings,
+    images: dict[str, Path],
+    net: str | None,
+) -> None:
+    """The status call comes when rkt wrote net-info.json (contained) or took the pod into
+    pods/run (host: no IP to wait for), and that one call shows what discovery waits for."""
+    plan = make_plan(settings, identity(), images["sleeper"], net=net, discover_network=net is None)
+    ran: list[str] = []
+    observed = await _start_on_files(monkeypatch, settings, plan, ran)
+    assert observed.running
+    assert (observed.ip is not None) == (net is None)
+    assert ran.count("status") == 1
+    ready = discovery.ready_signal(settings.rkt_dir, observed.uuid, want_ip=net is None)
+    assert ready.exists()
+
+
+async def test_a_launch_that_fails_is_noticed_on_its_exit_record(
+    monkeypatch: pytest.MonkeyPatch, rkt: RktCli, settings: Settings, images: dict[str, Path]
+) -> None:
+    """run-prepared refuses the flags before the pod leaves prepared: no net-info.json ever,
+    the supervisor's exit record wakes the wait and the start fails at once, as before."""
+    plan = make_plan(
+        settings, identity(), images["sleeper"], run_flags=["--dns=host", "--dns=8.8.8.8"]
+    )
+    ran: list[str] = []
+    with pytest.raises(errors.RktError, match="exited with 254 before pod"):
+        await _start_on_files(monkeypatch, settings, plan, ran)
+    assert ran.count("status") == 1
+    assert await rkt.list() == []
+
+
+async def test_a_pod_that_exits_at_once_is_returned_without_waiting_for_the_backoff(
+    monkeypatch: pytest.MonkeyPatch, rkt: RktCli, settings: Settings, images: dict[str, Path]
+) -> None:
+    ran: list[str] = []
+    plan = make_plan(settings, identity(), images["exit3"])
+    observed = await _start_on_files(monkeypatch, settings, plan, ran)
+    assert observed.state in ("running", "exited")  # exited if rkt saw it go already
+    assert ran.count("status") == 1

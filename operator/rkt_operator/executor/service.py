@@ -252,6 +252,9 @@ class Executor:
                 port_names=names,
                 deadline_seconds=self.settings.discovery_timeout_seconds,
                 check=check,
+                wake_on=discovery.wake_paths(
+                    self.settings.rkt_dir, uuid, want_ip=plan.discover_network, launch_root=root
+                ),
             )
         except errors.NetworkDiscoveryError as exc:
             observed = await self.observe(uuid)
