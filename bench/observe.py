@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import psutil
@@ -254,6 +255,19 @@ def cpu_seconds(pid: int) -> float | None:
     except psutil.Error:
         return None
     return float(t.user + t.system + t.children_user + t.children_system)
+
+
+def peak_rss(pid: int) -> int | None:
+    """The highest RSS of ``pid`` since it started, in bytes (the kernel's ``VmHWM``): the
+    high-water mark of a burst, read once, with no sampling."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
 
 
 def own_cpu_seconds(pid: int) -> float | None:

@@ -35,13 +35,16 @@ from kubernetes import client
 
 from apimetrics import WriteKey, write_delta
 from controllers import Controller
-from observe import RssSampler, TaskWatch, cpu_seconds, own_cpu_seconds
+from observe import RssSampler, TaskWatch, cpu_seconds, own_cpu_seconds, peak_rss
 from phase import BATCH_LABEL, quiet_writes, task_manifest
 from report import MIB
 from simnode import SimNode
 
 log = logging.getLogger("bench.scale")
 
+# Seconds between the writes settling and the idle window: more than the agent's quiet
+# period before it gives a burst's memory back (``memtrim.TrimPolicy.quiet``, 10 s).
+SETTLE_SECONDS = 15.0
 MIB_PER_POD = 25  # PSS of one simulated pod (its supervisor, rkt-sim stage1 and app), measured
 # A restarted agent remembers no handled spec (kopf's diff-base is in its memory), so kopf
 # calls the create handler; a kopf run restarted in the same process calls resume. Both are
@@ -57,6 +60,8 @@ class ScaleResult:
     running: int
     up_seconds: float = 0.0
     up_done: int = 0
+    up_peak_rss_mib: float | None = None  # the agent's high-water mark during the bring-up
+    settle_seconds: float = 0.0
     idle_seconds: float = 0.0
     idle_rss_mib: float = 0.0
     idle_cpu_own: float | None = None
@@ -90,8 +95,12 @@ def render(result: ScaleResult, header: str) -> str:
         "",
         f"tasks: {r.tasks} ({r.running} services Running, {r.tasks - r.running} run-once "
         f"Succeeded); all up after {r.up_seconds:.0f} s ({r.up_done}/{r.tasks})",
-        f"idle ({r.idle_seconds:.0f} s window, resync of every task):",
-        f"  agent RSS                         {r.idle_rss_mib:.1f} MiB",
+        "  agent RSS, peak of the bring-up   "
+        + ("-" if r.up_peak_rss_mib is None else f"{r.up_peak_rss_mib:.1f} MiB")
+        + " (VmHWM once all were up)",
+        f"idle ({r.idle_seconds:.0f} s window, resync of every task; it begins "
+        f"{r.settle_seconds:.0f} s after the writes settled):",
+        f"  agent RSS                         {r.idle_rss_mib:.1f} MiB (highest sample)",
         f"  agent CPU, own process            {_per_minute(r.idle_cpu_own, r.idle_seconds)}"
         " s per minute",
         f"  agent CPU, with its rkt commands  {_per_minute(r.idle_cpu_all, r.idle_seconds)}"
@@ -192,6 +201,7 @@ def run_scale(
     running: int,
     idle: float,
     timeout: float,
+    settle: float = SETTLE_SECONDS,
 ) -> ScaleResult:
     result = ScaleResult(tasks=tasks, running=running)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -226,11 +236,19 @@ def run_scale(
         if result.up_done < tasks:
             result.notes.append(f"only {result.up_done} of {tasks} tasks up after {timeout:.0f}s")
 
+        hwm = peak_rss(agent.pid)
+        result.up_peak_rss_mib = None if hwm is None else hwm / MIB
+
         # 1. Idle.
         log.info("scale: all up after %.0fs; waiting for the writes to settle", result.up_seconds)
         before, quiet = quiet_writes(metrics, interval=2.0, limit=60.0)
         if not quiet:
             result.notes.append("writes had not settled 60 s after the tasks were up")
+        # The agent gives a burst's memory back once it has been quiet for 10 s (memtrim);
+        # the idle window measures the node at rest, so it begins after that.
+        result.settle_seconds = settle
+        time.sleep(settle)
+        before, _ = quiet_writes(metrics, interval=0.1, limit=0.2)
         sampler = RssSampler(agent.pid)
         sampler.start()
         calls0, own0, all0 = node.calls(), own_cpu_seconds(agent.pid), cpu_seconds(agent.pid)

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
 from apimetrics import WriteKey, parse_writes, write_delta
 from floor import running_status, selectors
+from observe import peak_rss
 from phase import BATCH_LABEL, NODE_LABEL, task_manifest
 from report import (
+    MIB,
     PhaseResult,
     composed_cpu_floor,
     percentile,
@@ -26,7 +30,8 @@ from report import (
     render_text,
 )
 from rkt_operator.model.status import RktTaskStatus
-from scale import _confirmations
+from scale import ScaleResult, _confirmations
+from scale import render as render_scale
 from simnode import SimNode
 
 # Lines as kube-apiserver v1.36 prints them (captured), plus reads and another resource.
@@ -220,3 +225,30 @@ def test_the_composed_cpu_floor_is_kopf_plus_what_the_rkt_work_adds() -> None:
     )
     assert composed_cpu_floor(floors[:2]) is None
     assert "the rkt work alone" not in render_text(agent, floors[:2], "h")
+
+
+def test_peak_rss_is_the_kernels_high_water_mark_not_the_current_rss() -> None:
+    before = peak_rss(os.getpid())
+    assert before is not None
+    block = b"\x01" * (64 * MIB)  # written, so resident until freed
+    during = peak_rss(os.getpid())
+    del block
+    after = peak_rss(os.getpid())
+    assert during is not None
+    assert during >= before + 60 * MIB
+    assert after is not None
+    # Freeing does not lower a high-water mark (the kernel's per-thread RSS counters lag
+    # by a few pages, hence the slack).
+    assert after >= during - MIB
+    assert psutil.Process().memory_info().rss < after - 32 * MIB  # while the RSS fell
+    assert peak_rss(2**22 + 12345) is None  # no such process
+
+
+def test_scale_report_names_the_bring_up_peak_and_when_the_idle_window_began() -> None:
+    result = ScaleResult(tasks=10, running=5, up_peak_rss_mib=170.25, settle_seconds=15.0)
+    text = render_scale(result, "h")
+    assert "agent RSS, peak of the bring-up   170.2 MiB (VmHWM once all were up)" in text
+    assert "it begins 15 s after the writes settled" in text
+    assert "agent RSS, peak of the bring-up   -" in render_scale(
+        ScaleResult(tasks=1, running=1), "h"
+    )
