@@ -241,7 +241,7 @@ def run_scale(
 
         # 1. Idle.
         log.info("scale: all up after %.0fs; waiting for the writes to settle", result.up_seconds)
-        before, quiet = quiet_writes(metrics, interval=2.0, limit=60.0)
+        _, quiet = quiet_writes(metrics, interval=2.0, limit=60.0)
         if not quiet:
             result.notes.append("writes had not settled 60 s after the tasks were up")
         # The agent gives a burst's memory back once it has been quiet for 10 s (memtrim);

@@ -368,6 +368,7 @@ class NodeLoop:
         """After a burst of changes or starts, give its memory back (``memtrim``); ``True``
         if done."""
         changes, starts = self.agent.changes, self.agent.reconciler.applier.starts
+        # A create handler's start counts in both: the sum is work done, not tasks.
         begun = changes.begun + starts.begun
         if not self.trim.due(
             self.clock(), begun=begun, in_flight=changes.in_flight + starts.in_flight

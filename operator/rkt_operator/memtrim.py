@@ -28,7 +28,7 @@ import ctypes
 import functools
 import gc
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import psutil
@@ -66,7 +66,7 @@ class TrimPolicy:
     min_work: int = 16
     _seen: int = 0
     _changed_at: float | None = None
-    _trimmed_at: int = field(default=0)
+    _trimmed_at: int = 0
 
     def due(self, now: float, *, begun: int, in_flight: int) -> bool:
         if begun != self._seen or in_flight or self._changed_at is None:
