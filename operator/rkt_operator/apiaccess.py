@@ -7,8 +7,9 @@ the server is ``https://<host>:<port>`` (IPv6 in brackets), the CA bundle is the
 (an atomic symlink swap); :class:`TokenFile` notices the change by ``stat`` and reads the new
 token before the next request. Outside a pod a kubeconfig is used instead.
 
-Two consumers: the ``kubernetes`` client (:func:`client_configuration`: the token hook runs
-before every request) and kopf (:func:`kopf_credentials` feeds the login handler in
+Three consumers: the agent's own requests (``kubeapi.in_cluster``: the token is read before
+every request), the ``kubernetes`` client of the binder (``kubeclient.client_configuration``,
+the same) and kopf (:func:`kopf_credentials` feeds the login handler in
 ``kopfapp``; kopf keeps credentials until they expire or a request gets 401, so they expire
 after :data:`KOPF_REFRESH_SECONDS`, client-go's token refresh period, and a 401 re-reads the
 file at once). The token never appears in logs or errors.
@@ -21,8 +22,6 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from kubernetes import client
 
 from rkt_operator.settings import InClusterAccess
 
@@ -58,23 +57,6 @@ class TokenFile:
                     f"cannot read the token file {self.path}: {exc.strerror}"
                 ) from None
             return self._token
-
-
-def client_configuration(access: InClusterAccess) -> client.Configuration:
-    """A ``kubernetes`` client configuration that reads the token before every request (a
-    ``stat`` unless it changed)."""
-    token = TokenFile(access.token_file)
-    configuration = client.Configuration()
-    configuration.host = access.server
-    configuration.ssl_ca_cert = str(access.ca_file)
-    configuration.api_key_prefix["BearerToken"] = "Bearer"
-    configuration.api_key["BearerToken"] = token.read()
-
-    def refresh(conf: client.Configuration) -> None:
-        conf.api_key["BearerToken"] = token.read()
-
-    configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
-    return configuration
 
 
 @dataclass(frozen=True)

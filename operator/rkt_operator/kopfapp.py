@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+import yaml
 from kopf._cogs.structs.references import Insights  # kopf.operator(insights=...) takes it
 
 from rkt_operator import apiaccess, fingerprinter, handlers, kubeapi
@@ -102,6 +103,22 @@ def login_in_cluster(access: InClusterAccess, token: apiaccess.TokenFile) -> kop
         default_namespace=creds.default_namespace,
         expiration=creds.expiration,
     )
+
+
+def agent_endpoint(access: InClusterAccess | None) -> kubeapi.Endpoint:
+    """Where the agent's own requests go: in a pod the in-cluster endpoint; elsewhere the
+    kubeconfig's, as kopf's login reads it (``KUBECONFIG``, else ``~/.kube/config``), so
+    both clients of the process use the same credentials. ``kubeapi.LoginError`` when
+    neither is there or the kubeconfig cannot be used."""
+    if access is not None:
+        return kubeapi.in_cluster(access)
+    try:
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError, kopf.LoginError) as exc:
+        raise kubeapi.LoginError(f"cannot read the kubeconfig: {short_error(exc)}") from None
+    if info is None:
+        raise kubeapi.LoginError("not in a pod, and no kubeconfig (KUBECONFIG, ~/.kube/config)")
+    return kubeapi.from_login(info)
 
 
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
@@ -200,7 +217,7 @@ async def start_runtime(
     """The agent and its background work: reconciler, fingerprint loop, metrics endpoint."""
     metrics = AgentMetrics()
     rkt = RktCli(settings, observer=metrics.observe_rkt)
-    kube = kubeapi.KubeApi(await asyncio.to_thread(kubeapi.connect, access=access))
+    kube = kubeapi.KubeApi(await asyncio.to_thread(agent_endpoint, access))
     executor = Executor(settings=settings, rkt=rkt)
     await executor.remove_aborted()  # what failed prepares left while the agent was away
     reconciler = Reconciler(settings=settings, executor=executor, api=kube)
@@ -225,6 +242,7 @@ async def stop_runtime(runtime: Runtime) -> None:
     if runtime.metrics_server is not None:
         await runtime.metrics_server.stop()
     await runtime.exporter.sampler.close()
+    await runtime.api.close()
     if runtime.health_server is not None:
         await runtime.health_server.stop()
 

@@ -1,27 +1,41 @@
 """The few Kubernetes API calls the agent makes besides kopf's own watching and patching.
 
-Reading one Secret or ConfigMap key for a task's env, merge-patching a task's status, labelling
-this agent's Node, and (for ``rkt-operator release-orphans``) listing Nodes and tasks and
-dropping the finalizer. The official ``kubernetes`` client is synchronous; every call here runs
-in a worker thread (``asyncio.to_thread``) so the event loop never blocks. Values read from
-Secrets are returned to the caller only: never logged here.
+Reading one Secret or ConfigMap key for a task's env, merge-patching a task's status, posting
+the task events the agent names itself, labelling this agent's Node, and the small LIST its
+watch checks make. Values read from Secrets are returned to the caller only: never logged.
+
+The calls go over aiohttp, which kopf already runs on, in the agent's event loop: no thread,
+and no ``kubernetes`` client package in the agent's process. That package's ``client``
+module imports a generated model class for every API type (18 MiB of the agent's memory,
+measured); the agent reads a few fields of the JSON it gets back and needs none of them.
+The processes that use the official client (the binder, ``release-orphans``) get it from
+``kubeclient``.
+
+Where the agent connects (:class:`Endpoint`): in a pod, client-go's in-cluster way
+(``apiaccess``: the service host and port, its CA, the ServiceAccount token re-read when the
+kubelet rotates it); elsewhere the kubeconfig kopf logs in with (``KUBECONFIG``), read by
+kopf's own reader (``kopfapp.agent_endpoint``), so both clients of the process use the same
+credentials.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
 
-import urllib3
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+import aiohttp
 
 from rkt_operator import apiaccess, errors
 from rkt_operator.model import api
@@ -34,27 +48,149 @@ VERSION = api.VERSION
 PLURAL = api.PLURAL
 FINALIZER = api.FINALIZER
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 REQUEST_TIMEOUT = 30.0
+# At most this many requests of the agent's own are in flight at once (more wait for a
+# connection); kopf's watches and patches have their own pool.
+MAX_CONNECTIONS = 8
 # The events the agent posts itself are reported as kopf's are (kopfapp sets kopf's posting
 # component to this).
 REPORTING_COMPONENT = "rkt-operator"
 
 
-def connect(
-    kubeconfig: str | None = None, *, access: InClusterAccess | None = None
-) -> client.ApiClient:
-    """An API client: with ``access`` (in a pod), client-go's in-cluster way (service host and
-    port variables, the ServiceAccount token re-read on rotation, its CA; see ``apiaccess``);
-    else the kubeconfig (``kubeconfig`` or the client's usual ``KUBECONFIG`` /
-    ``~/.kube/config`` lookup)."""
-    if access is not None and kubeconfig is None:
-        return client.ApiClient(apiaccess.client_configuration(access))
-    configuration = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, client_configuration=configuration
-    )
-    return client.ApiClient(configuration)
+class ApiError(Exception):
+    """The API server answered outside 2xx: ``status`` (HTTP), ``reason`` (the Status
+    object's reason, else the HTTP phrase) and its ``message`` (at most 300 characters)."""
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        head = f"HTTP {status} {reason}"
+        super().__init__(f"{head}: {message}" if message else head)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class LoginError(Exception):
+    """No way to reach the API server is configured (no in-cluster access, no kubeconfig),
+    or the configured one cannot be used."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how the agent's own requests go: the server's base URL, the TLS context
+    (None for plain http), an ``Authorization`` header value read before each request (None
+    for none) and an optional proxy. Built by :func:`in_cluster` or :func:`from_kopf`."""
+
+    server: str
+    tls: ssl.SSLContext | None
+    authorization: Callable[[], str | None]
+    proxy: str | None = None
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"Endpoint(server={self.server!r})"
+
+
+def in_cluster(access: InClusterAccess) -> Endpoint:
+    """client-go's in-cluster access: the projected CA, the projected token re-read (by
+    ``stat``) before each request, so a rotated token is used at once."""
+    token = apiaccess.TokenFile(access.token_file)
+    try:
+        tls = ssl.create_default_context(cafile=str(access.ca_file))
+    except OSError as exc:
+        raise LoginError(f"cannot read the CA bundle {access.ca_file}: {exc.strerror}") from None
+
+    def bearer() -> str:
+        return f"Bearer {token.read()}"
+
+    return Endpoint(server=access.server, tls=tls, authorization=bearer)
+
+
+def _pem(data: str | bytes) -> bytes:
+    """A kubeconfig ``*-data`` value (base64 of PEM) as PEM bytes."""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise LoginError("a certificate or key in the kubeconfig is not valid base64") from None
+
+
+def _load_client_pair(tls: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """``load_cert_chain`` reads files only: the pair goes through a private temporary
+    directory (mode 0700, files 0600) that is gone before this returns."""
+    with tempfile.TemporaryDirectory(prefix="rkt-operator-tls-") as tmp:
+        paths = []
+        for name, content in (("cert.pem", cert), ("key.pem", key)):
+            path = Path(tmp, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+            paths.append(str(path))
+        tls.load_cert_chain(paths[0], paths[1])
+
+
+class Login(Protocol):
+    """What a kubeconfig login found (the fields of ``kopf.ConnectionInfo`` used here)."""
+
+    @property
+    def server(self) -> str: ...
+    @property
+    def ca_path(self) -> str | bytes | os.PathLike[str] | os.PathLike[bytes] | None: ...
+    @property
+    def ca_data(self) -> str | bytes | None: ...
+    @property
+    def insecure(self) -> bool | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def scheme(self) -> str | None: ...
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def certificate_path(self) -> str | bytes | os.PathLike[str] | os.PathLike[bytes] | None: ...
+    @property
+    def certificate_data(self) -> str | bytes | None: ...
+    @property
+    def private_key_path(self) -> str | bytes | os.PathLike[str] | os.PathLike[bytes] | None: ...
+    @property
+    def private_key_data(self) -> str | bytes | None: ...
+    @property
+    def proxy_url(self) -> str | None: ...
+
+
+def from_login(info: Login) -> Endpoint:
+    """The endpoint of a login (what ``kopf.login_with_kubeconfig`` read from a kubeconfig): CA
+    path or data, client certificate and key (paths or data), bearer token or basic auth,
+    ``insecure-skip-tls-verify`` and the proxy."""
+    tls: ssl.SSLContext | None = None
+    if info.server.startswith("https:"):
+        try:
+            if info.ca_data:
+                tls = ssl.create_default_context(cadata=_pem(info.ca_data).decode("ascii"))
+            elif info.ca_path:
+                tls = ssl.create_default_context(cafile=os.fsdecode(info.ca_path))
+            else:
+                tls = ssl.create_default_context()
+            if info.insecure:
+                tls.check_hostname = False
+                tls.verify_mode = ssl.CERT_NONE
+            if info.certificate_path and info.private_key_path:
+                tls.load_cert_chain(
+                    os.fsdecode(info.certificate_path), os.fsdecode(info.private_key_path)
+                )
+            elif info.certificate_data and info.private_key_data:
+                _load_client_pair(tls, _pem(info.certificate_data), _pem(info.private_key_data))
+        except (OSError, ssl.SSLError, UnicodeDecodeError) as exc:
+            raise LoginError(f"the kubeconfig's TLS settings cannot be used: {exc}") from None
+    header: str | None = None
+    if info.token:
+        header = f"{info.scheme or 'Bearer'} {info.token}"
+    elif info.username and info.password:
+        pair = f"{info.username}:{info.password}".encode()
+        header = f"Basic {base64.b64encode(pair).decode('ascii')}"
+    return Endpoint(
+        server=info.server.rstrip("/"), tls=tls, authorization=lambda: header,
+        proxy=info.proxy_url or None,
+    )  # fmt: skip
 
 
 def outage(exc: BaseException) -> str | None:
@@ -65,20 +201,16 @@ def outage(exc: BaseException) -> str | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ApiException):
-            status = current.status or 0
-            if status == 0 or status == 429 or status >= 500:
-                return f"HTTP {status} {current.reason or ''}".strip()
+        if isinstance(current, ApiError):
+            status = current.status
+            if status == 429 or status >= 500:
+                return f"HTTP {status} {current.reason}".strip()
             return None
-        if isinstance(current, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
+        if isinstance(current, aiohttp.ClientError | ConnectionError | TimeoutError):
             first = (str(current).strip().splitlines() or [""])[0]
             return f"{type(current).__name__}: {first[:160]}".rstrip(": ")
         current = current.__cause__ or current.__context__
     return None
-
-
-def _not_found(exc: ApiException) -> bool:
-    return bool(exc.status == 404)
 
 
 def _decode(encoded: bytes | str) -> str | None:
@@ -90,55 +222,75 @@ def _decode(encoded: bytes | str) -> str | None:
     return raw.decode("utf-8", errors="replace")
 
 
+async def _refusal(response: aiohttp.ClientResponse) -> ApiError:
+    """The error of an answer outside 2xx, from its Status object when it sends one (read
+    as untrusted: only string fields, cut short)."""
+    reason, message = response.reason or "", ""
+    try:
+        status = json.loads(await response.read())
+    except (ValueError, aiohttp.ClientError):
+        status = None
+    if isinstance(status, Mapping):
+        if isinstance(status.get("reason"), str) and status["reason"]:
+            reason = status["reason"][:80]
+        if isinstance(status.get("message"), str):
+            message = status["message"][:300]
+    return ApiError(response.status, reason, message)
+
+
 class KubeApi:
-    """Async facade over the synchronous client; one instance per process.
+    """The agent's own API calls, one instance per process, over one aiohttp session
+    (opened on first use in the running loop; :meth:`close` closes it)."""
 
-    The agent's own calls (Secret and ConfigMap reads, task status patches, the task events
-    it posts itself, Node labels) go through ``_request``: the client's configuration,
-    credentials and connection pool, but not its generated API classes. ``CoreV1Api``
-    imports the client's pydantic model of every core type (about 20 MiB of the agent's
-    memory and seconds of its start-up), and every generated method validates its
-    arguments with pydantic on each call; the agent reads a few fields of the JSON it gets
-    back."""
+    def __init__(self, endpoint: Endpoint, *, max_connections: int = MAX_CONNECTIONS) -> None:
+        self._endpoint = endpoint
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self._client = api_client
-        self._custom = client.CustomObjectsApi(api_client)
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            tls: ssl.SSLContext | bool = self._endpoint.tls or False
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=tls)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
 
-    def _request(
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(
         self,
         method: str,
         path: str,
         *,
         params: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        timeout: float = REQUEST_TIMEOUT,
+        seconds: float = REQUEST_TIMEOUT,
     ) -> Any:
-        """One request (blocking): ``path`` with ``{name}`` placeholders filled (escaped)
-        from ``params``; the decoded JSON answer. Raises ``ApiException`` (``status``,
-        ``reason``) for an answer outside 2xx, as the client's API classes do."""
+        """One request: ``path`` with ``{name}`` placeholders filled (escaped) from
+        ``params``; the decoded JSON answer. Raises :class:`ApiError` for an answer outside
+        2xx, aiohttp's errors or ``TimeoutError`` when there is no answer."""
+        url = self._endpoint.server + path.format_map(
+            {key: quote(value, safe="") for key, value in (params or {}).items()}
+        )
         headers = {"Accept": "application/json"}
+        authorization = self._endpoint.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        data: bytes | None = None
         if body is not None:
             headers["Content-Type"] = content_type
-        serialized = self._client.param_serialize(
-            method=method,
-            resource_path=path,
-            path_params=dict(params or {}),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        verb, url, header_params, payload, post_params = serialized
-        response = self._client.call_api(
-            verb, url, header_params=header_params, body=payload, post_params=post_params,
-            _request_timeout=timeout,
-        )  # fmt: skip
-        response.read()  # type: ignore[no-untyped-call]
-        raw: bytes = response.data or b""
-        if not 200 <= response.status <= 299:
-            text = raw.decode("utf-8", "replace")
-            raise ApiException.from_response(http_resp=response, body=text, data=None)
+            data = json.dumps(body).encode()
+        async with self._open().request(
+            method, url, params=dict(query or {}), data=data, headers=headers,
+            proxy=self._endpoint.proxy, timeout=aiohttp.ClientTimeout(total=seconds),
+        ) as response:  # fmt: skip
+            if not 200 <= response.status <= 299:
+                raise await _refusal(response)
+            raw = await response.read()
         return json.loads(raw) if raw else None
 
     # -- env sources -------------------------------------------------------------------
@@ -168,23 +320,19 @@ class KubeApi:
         return _decode(value) if isinstance(value, str) else None
 
     async def _read_or_none(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """GET one core object (``kind``: ``secrets``, ``configmaps``) in a thread; None when
-        it does not exist."""
-
-        def call() -> Mapping[str, Any] | None:
-            try:
-                obj = self._request(
-                    "GET",
-                    f"/api/v1/namespaces/{{namespace}}/{kind}/{{name}}",
-                    params={"namespace": namespace, "name": name},
-                )
-            except ApiException as exc:
-                if _not_found(exc):
-                    return None
-                raise
-            return obj if isinstance(obj, Mapping) else None
-
-        return await asyncio.to_thread(call)
+        """GET one core object (``kind``: ``secrets``, ``configmaps``); None when it does
+        not exist."""
+        try:
+            obj = await self._request(
+                "GET",
+                f"/api/v1/namespaces/{{namespace}}/{kind}/{{name}}",
+                params={"namespace": namespace, "name": name},
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj if isinstance(obj, Mapping) else None
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -193,23 +341,19 @@ class KubeApi:
     ) -> Mapping[str, Any] | None:
         """Merge-patch ``.status`` of a task; returns the updated object (None if the task is
         gone, which is fine: it was deleted meanwhile)."""
-
-        def send() -> Mapping[str, Any] | None:
-            try:
-                obj = self._request(
-                    "PATCH",
-                    f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}/status",
-                    params={"namespace": namespace, "name": name},
-                    body={"status": dict(patch)},
-                    content_type=MERGE_PATCH,
-                )
-            except ApiException as exc:
-                if _not_found(exc):
-                    return None
-                raise
-            return obj if isinstance(obj, dict) else None
-
-        return await asyncio.to_thread(send)
+        try:
+            obj = await self._request(
+                "PATCH",
+                f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}/status",
+                params={"namespace": namespace, "name": name},
+                body={"status": dict(patch)},
+                content_type=MERGE_PATCH,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj if isinstance(obj, dict) else None
 
     async def post_task_event(
         self,
@@ -230,127 +374,54 @@ class KubeApi:
             task, key=key, type_=type_, reason=reason, message=message, instance=instance,
             now=now,
         )  # fmt: skip
-        namespace = str(body["metadata"]["namespace"])
-        payload: Any = body
-
-        def send() -> bool:
-            try:
-                self._request(
-                    "POST",
-                    "/api/v1/namespaces/{namespace}/events",
-                    params={"namespace": namespace},
-                    body=payload,
-                )
-            except ApiException as exc:
-                if exc.status == 409:
-                    return False
-                raise errors.EventNotPosted(outage(exc) or f"HTTP {exc.status}") from None
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise errors.EventNotPosted(outage(exc) or type(exc).__name__) from None
-            return True
-
-        return await asyncio.to_thread(send)
+        try:
+            await self._request(
+                "POST",
+                "/api/v1/namespaces/{namespace}/events",
+                params={"namespace": str(body["metadata"]["namespace"])},
+                body=body,
+            )
+        except ApiError as exc:
+            if exc.status == 409:
+                return False
+            raise errors.EventNotPosted(outage(exc) or f"HTTP {exc.status}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise errors.EventNotPosted(outage(exc) or type(exc).__name__) from None
+        return True
 
     async def list_node_tasks(self, *, field_selector: str = "", label_selector: str = "") -> int:
         """One small LIST of the tasks matching the selectors, as kopf's watch of this node's
         tasks makes it: proves the API answers, serves the resource and accepts the
         selector. The number of items seen (at most 1)."""
-
-        def send() -> int:
-            page = self._custom.list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, limit=1, _request_timeout=10.0,
-                field_selector=field_selector or None, label_selector=label_selector or None,
-            )  # fmt: skip
-            return len(page.get("items") or []) if isinstance(page, dict) else 0
-
-        return await asyncio.to_thread(send)
-
-    def list_tasks(self) -> list[dict[str, Any]]:
-        """Every RktTask in the cluster (blocking; for the admin command)."""
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            page = self._custom.list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, limit=500, _continue=token
-            )
-            if not isinstance(page, dict):
-                return items
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue") or None
-            if not token:
-                return items
-
-    def get_task(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """One RktTask (blocking; for the admin command); None if it is gone."""
-        try:
-            obj = self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as exc:
-            if _not_found(exc):
-                return None
-            raise
-        return obj if isinstance(obj, dict) else None
-
-    def drop_finalizer(self, task: Mapping[str, Any], finalizer: str = FINALIZER) -> bool:
-        """Remove ``finalizer`` from ``task`` with a JSON patch guarded by a ``test`` of the
-        list entry, so a concurrent change makes it fail rather than drop the wrong entry.
-        Returns False when the finalizer was not there (or the task is gone)."""
-        meta = task.get("metadata") or {}
-        finalizers = list(meta.get("finalizers") or [])
-        if finalizer not in finalizers:
-            return False
-        index = finalizers.index(finalizer)
-        ops = [
-            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
-            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
-        ]
-        try:
-            self._custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                meta["namespace"],
-                PLURAL,
-                meta["name"],
-                ops,
-                _content_type=JSON_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as exc:
-            if _not_found(exc):
-                return False
-            raise
-        return True
+        query = {"limit": "1"}
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        if label_selector:
+            query["labelSelector"] = label_selector
+        page = await self._request(
+            "GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}", query=query, seconds=10.0
+        )
+        items = page.get("items") if isinstance(page, Mapping) else None
+        return len(items) if isinstance(items, list) else 0
 
     # -- nodes -------------------------------------------------------------------------
-
-    def list_node_names(self) -> set[str]:
-        """The names of all Nodes (blocking; for the admin command)."""
-        nodes = self._request("GET", "/api/v1/nodes")
-        items = nodes.get("items") if isinstance(nodes, Mapping) else None
-        names = {((n.get("metadata") or {}).get("name")) for n in items or []}
-        return {n for n in names if isinstance(n, str) and n}
 
     async def label_node(self, node: str, labels: Mapping[str, str | None]) -> bool:
         """Merge-patch labels onto Node ``node`` (None removes a label). False if there is no
         such Node (an agent may run where no Node object exists, e.g. in tests)."""
-
-        def send() -> bool:
-            try:
-                self._request(
-                    "PATCH",
-                    "/api/v1/nodes/{name}",
-                    params={"name": node},
-                    body={"metadata": {"labels": dict(labels)}},
-                    content_type=MERGE_PATCH,
-                )
-            except ApiException as exc:
-                if _not_found(exc):
-                    return False
-                raise
-            return True
-
-        return await asyncio.to_thread(send)
+        try:
+            await self._request(
+                "PATCH",
+                "/api/v1/nodes/{name}",
+                params={"name": node},
+                body={"metadata": {"labels": dict(labels)}},
+                content_type=MERGE_PATCH,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
 
 def task_event(

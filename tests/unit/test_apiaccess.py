@@ -12,7 +12,7 @@ from pathlib import Path
 import kopf
 import pytest
 
-from rkt_operator import apiaccess, kopfapp, settings
+from rkt_operator import apiaccess, kopfapp, kubeclient, settings
 
 
 def access(tmp_path: Path, host: str = "10.0.0.1", port: str = "443") -> settings.InClusterAccess:
@@ -79,7 +79,7 @@ def test_an_empty_or_missing_token_is_an_error_without_the_token(tmp_path: Path)
 
 def test_client_configuration_reads_the_token_before_each_request(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("one")
-    configuration = apiaccess.client_configuration(access(tmp_path))
+    configuration = kubeclient.client_configuration(access(tmp_path))
     assert configuration.host == "https://10.0.0.1:443"
     assert configuration.ssl_ca_cert == str(tmp_path / "ca.crt")
     assert configuration.get_api_key_with_prefix("BearerToken") == "Bearer one"
