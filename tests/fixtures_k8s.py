@@ -112,3 +112,20 @@ def pytest_runtest_makereport(
         tail = log_tail(plane.log_path("kube-apiserver"), lines=30)
         report.sections.append(("kube-apiserver log (last lines)", tail))
     return report
+
+
+def configmap_reader(kubectl: Kubectl, namespace: str, *, verbs: str = "get") -> str:
+    """ServiceAccount ``reader`` in ``namespace``, allowed ``verbs`` on ConfigMaps only, with
+    ConfigMap ``settings`` (``colour=blue``) and Secret ``creds`` (``password=x``) to read.
+    Returns the user name the API server knows it by."""
+    kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    kubectl(
+        "create", "role", "cm-reader", f"--verb={verbs}", "--resource=configmaps", "-n", namespace
+    )  # fmt: skip
+    kubectl(
+        "create", "rolebinding", "reader-cm-reader", "--role=cm-reader",
+        f"--serviceaccount={namespace}:reader", "-n", namespace,
+    )  # fmt: skip
+    kubectl("create", "configmap", "settings", "--from-literal=colour=blue", "-n", namespace)
+    kubectl("create", "secret", "generic", "creds", "--from-literal=password=x", "-n", namespace)
+    return f"system:serviceaccount:{namespace}:reader"

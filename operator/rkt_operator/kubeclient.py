@@ -19,10 +19,6 @@ from rkt_operator import apiaccess
 from rkt_operator.model import api
 from rkt_operator.settings import InClusterAccess
 
-GROUP = api.GROUP
-VERSION = api.VERSION
-PLURAL = api.PLURAL
-FINALIZER = api.FINALIZER
 JSON_PATCH = "application/json-patch+json"
 REQUEST_TIMEOUT = 30.0
 
@@ -73,7 +69,7 @@ class AdminApi:
         token: str | None = None
         while True:
             page = self._custom.list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, limit=500, _continue=token
+                api.GROUP, api.VERSION, api.PLURAL, limit=500, _continue=token
             )
             if not isinstance(page, dict):
                 return items
@@ -86,7 +82,12 @@ class AdminApi:
         """One RktTask; None if it is gone."""
         try:
             obj = self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -94,7 +95,7 @@ class AdminApi:
             raise
         return obj if isinstance(obj, dict) else None
 
-    def drop_finalizer(self, task: Mapping[str, Any], finalizer: str = FINALIZER) -> bool:
+    def drop_finalizer(self, task: Mapping[str, Any], finalizer: str = api.FINALIZER) -> bool:
         """Remove ``finalizer`` from ``task`` with a JSON patch guarded by a ``test`` of the
         list entry, so a concurrent change makes it fail rather than drop the wrong entry.
         Returns False when the finalizer was not there (or the task is gone)."""
@@ -109,10 +110,10 @@ class AdminApi:
         ]
         try:
             self._custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
+                api.GROUP,
+                api.VERSION,
                 meta["namespace"],
-                PLURAL,
+                api.PLURAL,
                 meta["name"],
                 ops,
                 _content_type=JSON_PATCH,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from fixtures_k8s import REPO, Kubectl
+from fixtures_k8s import REPO, Kubectl, configmap_reader
 from rkt_devkit import processes
 from rkt_devkit.controlplane import ControlPlane, ControlPlaneError
 from rkt_devkit.kube import get_json
@@ -154,24 +154,13 @@ def test_cel_rule_rejects_bad_object_at_apply(
 def test_service_account_gets_exactly_what_its_role_grants(
     control_plane: ControlPlane, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    kubectl("create", "serviceaccount", "reader", "-n", namespace)
-    kubectl(
-        "create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps", "-n", namespace
-    )
-    kubectl(
-        "create", "rolebinding", "reader-cm-reader", "--role=cm-reader",
-        f"--serviceaccount={namespace}:reader", "-n", namespace,
-    )  # fmt: skip
-    kubectl("create", "configmap", "settings", "--from-literal=colour=blue", "-n", namespace)
-    kubectl("create", "secret", "generic", "creds", "--from-literal=password=x", "-n", namespace)
-
+    user = configmap_reader(kubectl, namespace, verbs="get,list")
     token = control_plane.create_token(namespace, "reader", duration=600)
     reader = control_plane.kubeconfig_for_token(token, tmp_path / "reader.kubeconfig")
 
     def as_reader(*args: str) -> subprocess.CompletedProcess[str]:
         return control_plane.kubectl(*args, kubeconfig=reader, check=False)
 
-    user = f"system:serviceaccount:{namespace}:reader"
     whoami = as_reader("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
     assert whoami.stdout == user
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fixtures_k8s import Kubectl
+from fixtures_k8s import Kubectl, configmap_reader
 from rkt_devkit.controlplane import ControlPlane
 from rkt_operator import errors, kopfapp, kubeapi, kubeclient
 from rkt_operator.settings import InClusterAccess
@@ -169,17 +169,8 @@ def test_task_event_is_posted_once_per_key(kubectl: Kubectl, namespace: str, api
 
 
 def _reader(control_plane: ControlPlane, kubectl: Kubectl, namespace: str) -> str:
-    """A ServiceAccount that may read ConfigMaps in ``namespace``, and a token of it."""
-    kubectl("create", "serviceaccount", "reader", "-n", namespace)
-    kubectl(
-        "create", "role", "cm-reader", "--verb=get", "--resource=configmaps", "-n", namespace
-    )  # fmt: skip
-    kubectl(
-        "create", "rolebinding", "reader-cm", "--role=cm-reader",
-        f"--serviceaccount={namespace}:reader", "-n", namespace,
-    )  # fmt: skip
-    kubectl("create", "configmap", "conf", "--from-literal=colour=blue", "-n", namespace)
-    kubectl("create", "secret", "generic", "creds", "--from-literal=k=v", "-n", namespace)
+    """A token of a ServiceAccount that may get ConfigMaps only (``configmap_reader``)."""
+    configmap_reader(kubectl, namespace)
     return control_plane.create_token(namespace, "reader", duration=600)
 
 
@@ -191,9 +182,9 @@ def test_a_token_kubeconfig_authenticates_as_its_user(
     reader = _user(control_plane.kubeconfig_for_token(token, tmp_path / "kc"), monkeypatch)
 
     async def calls(api: kubeapi.KubeApi) -> tuple[str | None, kubeapi.ApiError]:
-        colour = await api.configmap_value(namespace, "conf", "colour")
+        colour = await api.configmap_value(namespace, "settings", "colour")
         with pytest.raises(kubeapi.ApiError) as denied:
-            await api.secret_value(namespace, "creds", "k")
+            await api.secret_value(namespace, "creds", "password")
         return colour, denied.value
 
     colour, denied = reader(calls)
@@ -215,12 +206,12 @@ def test_in_cluster_access_reads_the_token_file_before_each_request(
     )  # fmt: skip
 
     async def calls(api: kubeapi.KubeApi) -> tuple[str | None, kubeapi.ApiError, str | None]:
-        before = await api.configmap_value(namespace, "conf", "colour")
+        before = await api.configmap_value(namespace, "settings", "colour")
         (tmp_path / "token").write_text("not-a-token-any-more")  # the kubelet rotated it
         with pytest.raises(kubeapi.ApiError) as refused:
-            await api.configmap_value(namespace, "conf", "colour")
+            await api.configmap_value(namespace, "settings", "colour")
         (tmp_path / "token").write_text(token)
-        return before, refused.value, await api.configmap_value(namespace, "conf", "colour")
+        return before, refused.value, await api.configmap_value(namespace, "settings", "colour")
 
     async def session() -> Any:
         api = kubeapi.KubeApi(kopfapp.agent_endpoint(access))
